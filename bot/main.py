@@ -1,0 +1,92 @@
+"""``deepfake-bot``: the composition root. Parses the command line, sets up logging, builds the
+objects each subcommand needs and passes them in. Heavy imports (torch) happen only inside the
+subcommands that need them, so ``--help`` stays fast."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+_log = logging.getLogger(__name__)
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="checkpoint to use (any supported family; default: the shipped weights, "
+        "or $DEEPFAKE_BOT_WEIGHTS)",
+    )
+    p.add_argument(
+        "--family",
+        default=None,
+        help="checkpoint family when it cannot be inferred "
+        "(ffpp, ffpp-full, hongguliu, deepfakebench, ispl, deepfake-bot)",
+    )
+    p.add_argument("--sha256", default=None, help="refuse the weights unless their sha256 matches")
+    p.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="auto: bf16 on CPUs with native bf16, else fp32",
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepfake-bot",
+        description="Find faces in images and score each for face manipulation (deepfakes).",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="check image files or folders")
+    check.add_argument("paths", nargs="+", type=Path, help="image files or folders")
+    check.add_argument("--json", action="store_true", help="one JSON object per input (JSON Lines)")
+    check.add_argument("--annotate", type=Path, metavar="DIR", help="write annotated images here")
+    check.add_argument("--max-faces", type=int, default=8, help="faces per image (largest first)")
+    check.add_argument("--concurrency", type=int, default=8, help="images in flight at once")
+    _add_model_args(check)
+
+    bench = sub.add_parser("bench", help="measure latency/throughput/memory (BENCHMARKS.md)")
+    _add_model_args(bench)
+    bench.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
+    bench.add_argument(
+        "--quick", action="store_true", help="few repetitions (a smoke run, not for reporting)"
+    )
+    bench.add_argument("--analyses", type=int, default=1000, help="analyses for the RSS soak")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    if args.command == "check":
+        from detector.cli import run_check
+
+        return run_check(args)
+    if args.command == "bench":
+        from detector.bench import run_bench
+
+        return run_bench(args)
+    raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""Training-time augmentations that match what chats do to pictures, and self-blended
+pseudo-fakes.
+
+Chats re-compress whole pictures (down to JPEG quality ~30), scale them, and people forward
+screenshots of screenshots; so every training image is re-encoded as a whole before the face
+is cut out, which also erases the per-source JPEG settings a model would otherwise learn
+(``../shared/data/faces/README.md``: LFW reals and swaps were saved at different qualities).
+
+``self_blend`` implements the idea of Self-Blended Images (Shiohara & Yamasaki, CVPR 2022): a
+real face blended with a slightly transformed copy of itself carries the blending boundary and
+colour/frequency mismatch of a face swap without any identity change, which teaches the
+traces of manipulation rather than the look of one data set. Landmarks are not available here,
+so the blend mask is a randomly shaped, feathered ellipse over the centred face.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageEnhance, ImageFilter
+
+from detector.faces import Box
+
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    jpeg_quality: tuple[int, int] = (30, 95)  # whole-picture re-encode, always applied
+    crop_jitter: float = 0.08  # box scale/shift noise (face detectors disagree by this much)
+    p_downscale: float = 0.3
+    downscale: tuple[float, float] = (0.35, 0.9)
+    p_blur: float = 0.15
+    p_color: float = 0.5
+    color: float = 0.2
+    p_flip: float = 0.5
+    p_crop_jpeg: float = 0.3  # a second re-encode of the face region itself
+    p_sbi: float = 0.3  # share of real faces turned into self-blended fakes
+
+
+def jpeg(rgb: U8, quality: int) -> U8:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def jitter_box(box: Box, width: int, height: int, amount: float, rng: np.random.Generator) -> Box:
+    """Scale and shift a crop box by up to ``amount`` of its side, kept square, inside the image."""
+    side = box.width
+    new = round(side * (1.0 + rng.uniform(-amount, amount)))
+    new = max(8, min(new, width, height))
+    cx = (box.x1 + box.x2) / 2 + rng.uniform(-amount, amount) * side
+    cy = (box.y1 + box.y2) / 2 + rng.uniform(-amount, amount) * side
+    x1 = round(min(max(cx - new / 2, 0), width - new))
+    y1 = round(min(max(cy - new / 2, 0), height - new))
+    return Box(x1, y1, x1 + new, y1 + new)
+
+
+def resize(rgb: U8, size: int, resample: Image.Resampling = Image.Resampling.BILINEAR) -> U8:
+    img = Image.fromarray(rgb)
+    if img.size != (size, size):
+        img = img.resize((size, size), resample)
+    return np.asarray(img)
+
+
+def photometric(rgb: U8, opts: AugmentOptions, rng: np.random.Generator) -> U8:
+    """Resolution loss, blur, colour changes, flips and crop-level JPEG on a model-sized crop."""
+    size = rgb.shape[0]
+    if rng.random() < opts.p_downscale:
+        small = max(16, int(size * rng.uniform(*opts.downscale)))
+        rgb = resize(resize(rgb, small, Image.Resampling.BILINEAR), size)
+    img = Image.fromarray(rgb)
+    if rng.random() < opts.p_blur:
+        img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.5))))
+    if rng.random() < opts.p_color:
+        c = opts.color
+        img = ImageEnhance.Brightness(img).enhance(float(rng.uniform(1 - c, 1 + c)))
+        img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(1 - c, 1 + c)))
+        img = ImageEnhance.Color(img).enhance(float(rng.uniform(1 - c, 1 + c)))
+    if rng.random() < opts.p_flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    out = np.asarray(img)
+    if rng.random() < opts.p_crop_jpeg:
+        out = jpeg(out, int(rng.integers(40, 96)))
+    return out
+
+
+def blend_mask(size: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
+    """A feathered, randomly shaped ellipse over the centre of a face crop, values in [0, 1]."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    cx, cy = 0.5 + rng.uniform(-0.04, 0.04), 0.53 + rng.uniform(-0.04, 0.04)
+    ax, ay = rng.uniform(0.24, 0.36), rng.uniform(0.30, 0.42)
+    angle = rng.uniform(-0.3, 0.3)
+    dx, dy = xx - cx, yy - cy
+    rx = dx * np.cos(angle) + dy * np.sin(angle)
+    ry = -dx * np.sin(angle) + dy * np.cos(angle)
+    # Low-frequency wobble of the border so the model cannot learn one exact shape.
+    theta = np.arctan2(ry, rx)
+    wobble = 1.0 + sum(
+        rng.uniform(-0.06, 0.06) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        for k in (2, 3, 5)
+    )
+    inside = ((rx / ax) ** 2 + (ry / ay) ** 2) <= wobble**2
+    mask = Image.fromarray((inside * 255).astype(np.uint8))
+    radius = float(rng.uniform(0.02, 0.08) * size)
+    mask = mask.filter(ImageFilter.GaussianBlur(radius=radius))
+    return np.asarray(mask, dtype=np.float32) / 255.0
+
+
+def self_blend(rgb: U8, rng: np.random.Generator) -> U8:
+    """A self-blended pseudo-fake of a real face crop (SBI)."""
+    size = rgb.shape[0]
+    src = Image.fromarray(rgb)
+    # Colour/contrast/sharpness mismatch between the "pasted" face and its surroundings.
+    src = ImageEnhance.Brightness(src).enhance(float(rng.uniform(0.85, 1.15)))
+    src = ImageEnhance.Contrast(src).enhance(float(rng.uniform(0.85, 1.15)))
+    src = ImageEnhance.Color(src).enhance(float(rng.uniform(0.8, 1.2)))
+    arr = np.asarray(src).astype(np.float32)
+    arr += rng.uniform(-12, 12, size=3).astype(np.float32)  # per-channel shift
+    src = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    if rng.random() < 0.5:
+        src = src.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
+    else:
+        src = src.filter(ImageFilter.UnsharpMask(radius=2, percent=int(rng.integers(50, 150))))
+    # Slight geometric misalignment: scale about the centre and shift.
+    scale = float(rng.uniform(0.95, 1.05))
+    shift = rng.uniform(-0.03, 0.03, size=2) * size
+    new = max(8, round(size * scale))
+    src = src.resize((new, new), Image.Resampling.BILINEAR)
+    canvas = Image.fromarray(rgb)
+    canvas.paste(src, (int((size - new) / 2 + shift[0]), int((size - new) / 2 + shift[1])))
+    source = np.asarray(canvas).astype(np.float32)
+    mask = blend_mask(size, rng)[..., None]
+    ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+    out = mask * ratio * source + (1.0 - mask * ratio) * rgb.astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

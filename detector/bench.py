@@ -1,0 +1,308 @@
+"""``deepfake-bot bench``: side-by-side performance figures for BENCHMARKS.md.
+
+Every comparison runs in the same process on the same machine, and reports ratios:
+- the network: the naive reference way (fp32, batch 1, whole image resized, contiguous) against
+  the project's variants (channels_last, bf16 autocast, batching), per-face latency and
+  throughput, plus how far bf16 probabilities move from fp32;
+- end to end: bytes → Analysis through the service for a 1280x853 JPEG with one face (p50/p95);
+- concurrency: images/s with 32 concurrent requests against one at a time;
+- memory: RSS after load and growth over many analyses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import gc
+import io
+import logging
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import psutil
+import torch
+from PIL import Image
+from rich.console import Console
+from rich.progress import Progress
+
+from detector.checkpoints import load_classifier, resolve_weights
+from detector.cli import available_cores, runtime_options
+from detector.config import ModelConfig
+from detector.errors import CheckpointError
+from detector.faces import FaceFinder
+from detector.model import Classifier, RuntimeOptions, build_xception
+from detector.pipeline import Pipeline
+from detector.preprocess import full_frame
+from detector.service import DetectorService, ServiceOptions
+
+_log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLE = REPO / "samples" / "astronaut.jpg"
+
+
+def _rss_mb() -> float:
+    return float(psutil.Process().memory_info().rss) / 2**20
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    flags = []
+    if torch.backends.cpu.get_cpu_capability():
+        flags.append(torch.backends.cpu.get_cpu_capability())
+    return (
+        f"{cpu}, {available_cores()} cores ({', '.join(flags)}), "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads"
+    )
+
+
+def scene_jpeg(width: int = 1280, height: int = 853) -> bytes:
+    """A width x height JPEG with one face (the public-domain astronaut portrait)."""
+    face = Image.open(SAMPLE).convert("RGB").resize((height, height), Image.Resampling.BICUBIC)
+    grad = np.linspace(40, 200, width, dtype=np.float32)
+    bg = np.stack([np.tile(grad, (height, 1)) * k for k in (0.6, 0.8, 1.0)], axis=2)
+    canvas = Image.fromarray(bg.astype(np.uint8))
+    canvas.paste(face, ((width - height) // 2, 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def _time_calls(fn: Callable[[], object], repeats: int, warmup: int = 2) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+@dataclass
+class Row:
+    name: str
+    ms_per_face_b1: float
+    faces_per_s_b8: float
+    max_dp: float | None
+
+
+def bench_network(
+    classifier: Classifier,
+    crops: npt.NDArray[np.uint8],
+    whole: npt.NDArray[np.uint8],
+    repeats: int,
+    trained: bool,
+) -> list[Row]:
+    """The network alone: naive reference vs the project's variants, on the same weights."""
+    module = classifier.module
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    config = classifier.config
+    variants = [
+        ("naive: fp32, batch 1, whole image, contiguous", RuntimeOptions("fp32", False)),
+        ("fp32 + channels_last", RuntimeOptions("fp32", True)),
+        ("bf16 autocast, contiguous", RuntimeOptions("bf16", False)),
+        ("bf16 + channels_last (project default)", RuntimeOptions("bf16", True)),
+    ]
+    reference: npt.NDArray[np.float64] | None = None
+    rows = []
+    batch8 = np.concatenate([crops] * (8 // len(crops) + 1))[:8]
+    for i, (name, opts) in enumerate(variants):
+        net = build_xception(config.num_classes)
+        net.load_state_dict(state)
+        clf = Classifier(net, config, opts)
+        single = whole[None] if i == 0 else crops[:1]
+        b1 = statistics.median(_time_calls(functools.partial(clf.predict, single), repeats))
+        b8_runs = _time_calls(functools.partial(clf.predict, batch8), max(3, repeats // 4), 1)
+        b8 = 8 * 1000.0 / statistics.median(b8_runs)
+        p = clf.predict(batch8)
+        if opts.precision == "fp32" and reference is None:
+            reference = p
+        dp = float(np.max(np.abs(p - reference))) if reference is not None and trained else None
+        rows.append(Row(name, b1, b8, dp))
+        del clf, net
+        gc.collect()
+    return rows
+
+
+async def _service_figures(
+    pipeline: Pipeline,
+    jpeg: bytes,
+    repeats: int,
+    concurrent: int,
+    soak: int,
+    progress: Progress,
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with DetectorService(pipeline, ServiceOptions(max_pending=concurrent * 2)) as service:
+        for _ in range(3):
+            await service.analyze(jpeg)
+        lat = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            await service.analyze(jpeg)
+            lat.append((time.perf_counter() - t0) * 1000.0)
+        out["e2e_p50"] = _pct(lat, 50)
+        out["e2e_p95"] = _pct(lat, 95)
+        out["sequential_ips"] = 1000.0 / statistics.mean(lat)
+
+        n = concurrent * max(2, repeats // 8)
+        t0 = time.perf_counter()
+        sem = asyncio.Semaphore(concurrent)
+
+        async def one() -> None:
+            async with sem:
+                await service.analyze(jpeg)
+
+        await asyncio.gather(*(one() for _ in range(n)))
+        out["concurrent_ips"] = n / (time.perf_counter() - t0)
+        sizes = service.stats.batch_sizes
+        out["mean_batch"] = sum(k * v for k, v in sizes.items()) / max(sum(sizes.values()), 1)
+
+        gc.collect()
+        out["rss_before_soak"] = _rss_mb()
+        task = progress.add_task(f"soak: {soak} analyses", total=soak)
+        done = 0
+        while done < soak:
+            chunk = min(concurrent, soak - done)
+            await asyncio.gather(*(service.analyze(jpeg) for _ in range(chunk)))
+            done += chunk
+            progress.update(task, completed=done)
+        gc.collect()
+        out["rss_after_soak"] = _rss_mb()
+    return out
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    torch.set_num_threads(args.threads or available_cores())
+    rss_start = _rss_mb()
+    trained = True
+    try:
+        classifier = load_classifier(
+            resolve_weights(args.weights),
+            family=args.family,
+            expected_sha256=args.sha256,
+            options=runtime_options(args.precision),
+        )
+    except CheckpointError as exc:
+        if args.weights is not None:
+            console.print(f"[bold red]error:[/] {exc}")
+            return 2
+        console.print(
+            "[yellow]No weights installed: timing an untrained network (speed does not depend "
+            "on weight values; the bf16 accuracy check is skipped).[/]"
+        )
+        classifier = Classifier(build_xception(2), ModelConfig(), runtime_options(args.precision))
+        trained = False
+    gc.collect()
+    rss_loaded = _rss_mb()
+    repeats = 5 if args.quick else 30
+    soak = min(args.analyses, 50) if args.quick else args.analyses
+
+    jpeg = scene_jpeg()
+    pipeline = Pipeline(classifier, FaceFinder())
+    prepared = pipeline.prepare(jpeg)
+    crops = prepared.inputs
+    whole = full_frame(prepared.rgb, classifier.config)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("network variants", total=None)
+        rows = bench_network(classifier, crops, whole, repeats, trained)
+        progress.remove_task(task)
+        figures = asyncio.run(
+            _service_figures(pipeline, jpeg, repeats, 32, soak, progress)
+        )
+
+    report = render_report(
+        rows, figures, rss_start, rss_loaded, classifier, trained, repeats, soak, args.quick
+    )
+    print(report)  # noqa: T201 - the report is the command's output
+    if args.out is not None:
+        args.out.write_text(report, encoding="utf-8")
+        console.print(f"written to {args.out}")
+    return 0
+
+
+def render_report(
+    rows: list[Row],
+    f: dict[str, float],
+    rss_start: float,
+    rss_loaded: float,
+    classifier: Classifier,
+    trained: bool,
+    repeats: int,
+    soak: int,
+    quick: bool,
+) -> str:
+    naive = rows[0]
+    cfg = classifier.config
+    lines = [
+        "## Benchmark",
+        "",
+        f"Machine: {machine_description()}.",
+        f"Model: {cfg.name} ({'trained weights' if trained else 'untrained weights, speed only'}),"
+        f" input {cfg.input_size}x{cfg.input_size}; serving precision "
+        f"{classifier.options.precision}, channels_last={classifier.options.channels_last}.",
+        f"Repetitions: {repeats} per latency figure"
+        + (" (quick run: not for reporting)." if quick else "."),
+        "",
+        "### The network, per face",
+        "",
+        "| variant | batch 1: ms/face | vs naive | batch 8: faces/s | vs naive b1 "
+        "| max abs ΔP(fake) vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    naive_fps = 1000.0 / naive.ms_per_face_b1
+    for r in rows:
+        dp = "n/a (untrained)" if r.max_dp is None else f"{r.max_dp:.4f}"
+        lines.append(
+            f"| {r.name} | {r.ms_per_face_b1:.1f} "
+            f"| {naive.ms_per_face_b1 / r.ms_per_face_b1:.2f}x"
+            f" | {r.faces_per_s_b8:.1f} | {r.faces_per_s_b8 / naive_fps:.2f}x | {dp} |"
+        )
+    lines += [
+        "",
+        "### End to end (service: decode → faces → crop → network), 1280x853 JPEG, one face",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| latency p50 | {f['e2e_p50']:.0f} ms |",
+        f"| latency p95 | {f['e2e_p95']:.0f} ms |",
+        f"| one request at a time | {f['sequential_ips']:.2f} images/s |",
+        f"| 32 concurrent requests | {f['concurrent_ips']:.2f} images/s "
+        f"({f['concurrent_ips'] / f['sequential_ips']:.2f}x; "
+        f"mean batch {f['mean_batch']:.1f} crops) |",
+        "",
+        "### Memory (RSS)",
+        "",
+        "| figure | value |",
+        "|---|---:|",
+        f"| process before loading the model | {rss_start:.0f} MB |",
+        f"| after loading the model | {rss_loaded:.0f} MB |",
+        f"| before the soak (warm, after the runs above) | {f['rss_before_soak']:.0f} MB |",
+        f"| after {soak} more analyses | {f['rss_after_soak']:.0f} MB "
+        f"(growth {f['rss_after_soak'] - f['rss_before_soak']:+.0f} MB) |",
+        "",
+    ]
+    return "\n".join(lines)
+

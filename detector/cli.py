@@ -1,0 +1,233 @@
+"""``deepfake-bot check``: files or folders in, a verdict per image out (table or JSON Lines),
+optionally annotated copies. One bad file never stops the rest; the exit status says whether
+every input got a verdict (0), some did not (1), or nothing could run (2)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from detector.annotate import BAND_COLOURS
+from detector.checkpoints import load_classifier, resolve_weights
+from detector.config import Band
+from detector.errors import CheckpointError, DetectorError, ImageTooLarge
+from detector.faces import FaceFinder, FaceFinderOptions
+from detector.images import ImageLimits
+from detector.model import Classifier, RuntimeOptions, bf16_supported
+from detector.pipeline import Pipeline
+from detector.results import Analysis
+from detector.service import DetectorService, ServiceOptions
+
+_log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
+    ".tif", ".tiff", ".heic", ".heif", ".avif",
+}  # fmt: skip
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def runtime_options(precision: str) -> RuntimeOptions:
+    if precision == "auto":
+        return RuntimeOptions("bf16" if bf16_supported() else "fp32", channels_last=True)
+    return RuntimeOptions("bf16" if precision == "bf16" else "fp32", channels_last=True)
+
+
+def make_classifier(args: argparse.Namespace) -> Classifier:
+    """The classifier the command line asks for (raises CheckpointError subclasses)."""
+    torch.set_num_threads(args.threads or available_cores())
+    path = resolve_weights(args.weights)
+    return load_classifier(
+        path,
+        family=args.family,
+        expected_sha256=args.sha256,
+        options=runtime_options(args.precision),
+    )
+
+
+def collect_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given; folders searched recursively for image-like names, sorted."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not found:
+                _log.warning("no image files in folder %s", path)
+            out.extend(found)
+        else:
+            out.append(path)  # missing files are reported per input
+    return out
+
+
+@dataclass
+class Outcome:
+    path: Path
+    analysis: Analysis | None = None
+    error: str | None = None
+    annotated: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        a = self.analysis
+        return {
+            "path": str(self.path),
+            "verdict": a.verdict.value if a else None,
+            "p_fake": round(a.p_fake, 4) if a else None,
+            "faces": [f.to_dict() for f in a.faces] if a else [],
+            "error": self.error,
+        }
+
+
+def _read_input(path: Path, limits: ImageLimits) -> bytes:
+    size = path.stat().st_size
+    if size > limits.max_bytes:
+        raise ImageTooLarge(
+            f"{size} bytes > {limits.max_bytes}",
+            user_message=f"File is too large ({size / 1e6:.1f} MB; the limit is "
+            f"{limits.max_bytes / 1e6:.0f} MB).",
+        )
+    return path.read_bytes()
+
+
+def _annotated_path(out_dir: Path, src: Path, taken: set[Path]) -> Path:
+    candidate = out_dir / f"{src.stem}.annotated.jpg"
+    n = 2
+    while candidate in taken or candidate.exists():
+        candidate = out_dir / f"{src.stem}.annotated-{n}.jpg"
+        n += 1
+    taken.add(candidate)
+    return candidate
+
+
+async def _check_all(
+    service: DetectorService,
+    inputs: list[Path],
+    limits: ImageLimits,
+    annotate_dir: Path | None,
+    concurrency: int,
+    progress: Progress | None,
+) -> list[Outcome]:
+    sem = asyncio.Semaphore(concurrency)
+    taken: set[Path] = set()
+    task_id = progress.add_task("checking", total=len(inputs)) if progress else None
+
+    async def one(path: Path) -> Outcome:
+        async with sem:
+            outcome = Outcome(path)
+            try:
+                data = await asyncio.to_thread(_read_input, path, limits)
+                outcome.analysis = await service.analyze(data, annotate=annotate_dir is not None)
+                if annotate_dir is not None and outcome.analysis.annotated_jpeg is not None:
+                    target = _annotated_path(annotate_dir, path, taken)
+                    await asyncio.to_thread(target.write_bytes, outcome.analysis.annotated_jpeg)
+                    outcome.annotated = target
+            except FileNotFoundError:
+                outcome.error = "No such file."
+            except IsADirectoryError:
+                outcome.error = "This is a folder, not a file."
+            except PermissionError:
+                outcome.error = "Permission denied."
+            except DetectorError as exc:
+                _log.info("%s: %s", path, exc)
+                outcome.error = exc.user_message
+            except Exception:
+                _log.exception("unexpected error while checking %s", path)
+                outcome.error = "Unexpected internal error (see the log)."
+            if progress is not None and task_id is not None:
+                progress.advance(task_id)
+            return outcome
+
+    return list(await asyncio.gather(*(one(p) for p in inputs)))
+
+
+def _print_table(console: Console, outcomes: list[Outcome], model: str) -> None:
+    table = Table(title=f"deepfake check — {model}", show_lines=False)
+    table.add_column("image", overflow="fold")
+    table.add_column("verdict")
+    table.add_column("P(fake)", justify="right")
+    table.add_column("faces (largest first)", overflow="fold")
+    for o in outcomes:
+        a = o.analysis
+        if a is None:
+            table.add_row(str(o.path), "[bold]error[/]", "—", o.error or "")
+            continue
+        r, g, b = BAND_COLOURS[a.verdict]
+        faces = ", ".join(
+            f"{f.p_fake * 100:.0f}% at ({f.box.x1},{f.box.y1})-({f.box.x2},{f.box.y2})"
+            for f in a.faces
+        )
+        if o.annotated is not None:
+            faces += f"\n→ {o.annotated}"
+        table.add_row(
+            str(o.path),
+            f"[rgb({r},{g},{b})]{a.verdict.label}[/]",
+            f"{a.p_fake * 100:.1f}%",
+            faces,
+        )
+    console.print(table)
+    if any(o.analysis and o.analysis.verdict is not Band.REAL for o in outcomes):
+        console.print(
+            "[dim]A score judges face manipulation only (swaps, GAN faces); it cannot see "
+            "edits elsewhere in the picture and can be wrong on heavily compressed images.[/]"
+        )
+
+
+def run_check(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    try:
+        classifier = make_classifier(args)
+    except CheckpointError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return EXIT_UNUSABLE
+    inputs = collect_inputs(args.paths)
+    if not inputs:
+        err.print("[bold red]error:[/] no input images")
+        return EXIT_UNUSABLE
+    if args.annotate is not None:
+        args.annotate.mkdir(parents=True, exist_ok=True)
+    limits = ImageLimits()
+    pipeline = Pipeline(classifier, FaceFinder(FaceFinderOptions(max_faces=args.max_faces)), limits)
+    options = ServiceOptions(max_pending=max(args.concurrency, 1) + 1)
+    show_progress = err.is_terminal and len(inputs) > 1
+
+    async def go() -> list[Outcome]:
+        async with DetectorService(pipeline, options) as service:
+            if show_progress:
+                with Progress(console=err, transient=True) as progress:
+                    return await _check_all(
+                        service, inputs, limits, args.annotate, args.concurrency, progress
+                    )
+            return await _check_all(service, inputs, limits, args.annotate, args.concurrency, None)
+
+    outcomes = asyncio.run(go())
+    if args.json:
+        for o in outcomes:
+            sys.stdout.write(json.dumps(o.to_json()) + "\n")
+        sys.stdout.flush()
+    else:
+        _print_table(Console(), outcomes, classifier.config.name)
+    failed = sum(o.analysis is None for o in outcomes)
+    if failed:
+        err.print(f"{failed} of {len(outcomes)} input(s) got no verdict")
+    return EXIT_SOME_FAILED if failed else EXIT_OK

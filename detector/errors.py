@@ -1,0 +1,95 @@
+"""Typed domain errors of the detector.
+
+Every error carries ``user_message``: text that is safe to show to the person who sent the
+image (no paths, no stack traces, no internals). Adapters map these to replies in one place.
+"""
+
+from __future__ import annotations
+
+
+class DetectorError(Exception):
+    """Base of every error the detector raises on purpose."""
+
+    user_message = "Something went wrong while checking this image."
+
+    def __init__(self, detail: str | None = None, *, user_message: str | None = None) -> None:
+        if user_message is not None:
+            self.user_message = user_message
+        super().__init__(detail or self.user_message)
+
+
+# --- input images -----------------------------------------------------------------------------
+
+
+class ImageError(DetectorError):
+    """The bytes given are not an image we can analyse."""
+
+
+class UnsupportedImage(ImageError):
+    user_message = (
+        "This file is not an image I can read. Supported formats: JPEG, PNG, WebP, GIF, BMP, "
+        "TIFF and HEIC."
+    )
+
+
+class CorruptImage(ImageError):
+    user_message = "This image is damaged or incomplete, so I could not read it."
+
+
+class ImageTooLarge(ImageError):
+    user_message = "This image is too large to analyse."
+
+
+class ImageTooSmall(ImageError):
+    user_message = "This image is too small to analyse. Please send a larger picture."
+
+
+class EmptyImage(ImageError):
+    user_message = "The file is empty."
+
+
+# --- analysis ---------------------------------------------------------------------------------
+
+
+class NoFaceFound(DetectorError):
+    user_message = (
+        "I could not find a face in this image. The detector only judges faces: "
+        "try a picture where a face is clearly visible and at least about 80 pixels wide."
+    )
+
+
+class DetectorBusy(DetectorError):
+    user_message = "The detector is busy right now. Please try again in a moment."
+
+
+class DetectorClosed(DetectorError):
+    user_message = "The detector is shutting down. Please try again in a minute."
+
+
+# --- weights ----------------------------------------------------------------------------------
+
+
+class CheckpointError(DetectorError):
+    """A weights file could not be used. The message names the reason for the operator."""
+
+    user_message = "The detector's model could not be loaded."
+
+
+class UnsupportedCheckpoint(CheckpointError):
+    pass
+
+
+class UnsafeCheckpoint(CheckpointError):
+    pass
+
+
+class NotADetector(CheckpointError):
+    pass
+
+
+class ChecksumMismatch(CheckpointError):
+    pass
+
+
+class WeightsNotInstalled(CheckpointError):
+    pass

@@ -1,0 +1,132 @@
+"""The Xception network and the runtime wrapper that turns face crops into P(fake).
+
+The network is timm's ``legacy_xception``: the exact module layout and key names of every public
+FaceForensics++-tradition checkpoint (``../shared/docs/checkpoints.md`` §1). ``Classifier`` adds
+what a weight set's :class:`~detector.config.ModelConfig` says about input and output:
+normalisation, the head (softmax index or sigmoid), temperature, and the CPU fast path
+(bf16 autocast + channels_last).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import timm
+import torch
+from torch import nn
+
+from detector.config import ModelConfig
+
+_log = logging.getLogger(__name__)
+
+Precision = Literal["fp32", "bf16"]
+ALLOWED_CLASS_COUNTS = (1, 2, 1000)
+
+
+def build_xception(num_classes: int = 2) -> nn.Module:
+    """An untrained canonical Xception (timm ``legacy_xception``) with ``num_classes`` outputs."""
+    if num_classes not in ALLOWED_CLASS_COUNTS:
+        raise ValueError(f"unsupported number of classes: {num_classes}")
+    model: nn.Module = timm.create_model(
+        "legacy_xception", pretrained=False, num_classes=num_classes
+    )
+    return model
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has native bf16 arithmetic (otherwise bf16 is emulated and slow)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and bool(  # type: ignore[no-untyped-call]
+            torch.ops.mkldnn._is_mkldnn_bf16_supported()
+        )
+    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
+        return False
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How the network is run. ``bf16`` uses autocast; weights stay fp32."""
+
+    precision: Precision = "bf16"
+    channels_last: bool = True
+
+    def resolved(self) -> RuntimeOptions:
+        if self.precision == "bf16" and not bf16_supported():
+            _log.warning("bf16 requested but this CPU lacks native bf16; using fp32")
+            return RuntimeOptions("fp32", self.channels_last)
+        return self
+
+
+def logits_to_p_fake(logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """P(fake) from raw logits, with the config's head semantics and temperature."""
+    logits = logits.float()
+    if config.head == "sigmoid":
+        return torch.sigmoid(logits[:, 0] / config.temperature)
+    return torch.softmax(logits / config.temperature, dim=1)[:, config.fake_index]
+
+
+class Classifier:
+    """A loaded detector network with its config. Thread-safe for concurrent ``predict`` calls.
+
+    Input: uint8 face crops ``[N, H, W, 3]`` (RGB) already resized to ``config.input_size``.
+    """
+
+    def __init__(
+        self,
+        module: nn.Module,
+        config: ModelConfig,
+        options: RuntimeOptions | None = None,
+        *,
+        sha256: str | None = None,
+    ) -> None:
+        if config.num_classes == 1000:
+            raise ValueError("an ImageNet classifier is not a deepfake detector")
+        self.config = config
+        self.options = (options or RuntimeOptions()).resolved()
+        self.sha256 = sha256
+        module.eval()
+        if self.options.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self._mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        # Autocast state is thread-local, but BN/conv weights are shared: inference is
+        # read-only, so concurrent calls are safe. The lock only guards lazy warm-up.
+        self._lock = threading.Lock()
+
+    @property
+    def input_size(self) -> int:
+        return self.config.input_size
+
+    def to_input(self, crops: npt.NDArray[np.uint8]) -> torch.Tensor:
+        """uint8 NHWC crops → normalised float NCHW tensor in the runtime memory format."""
+        if crops.ndim != 4 or crops.shape[3] != 3:
+            raise ValueError(f"expected [N, H, W, 3] uint8 crops, got {crops.shape}")
+        size = self.config.input_size
+        if crops.shape[1] != size or crops.shape[2] != size:
+            raise ValueError(f"crops must be {size}x{size}, got {crops.shape[1:3]}")
+        x = torch.from_numpy(np.require(crops, np.uint8, ['C', 'W'])).permute(0, 3, 1, 2).float()
+        x = (x - self._mean) / self._std
+        if self.options.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x.contiguous()
+
+    def logits(self, crops: npt.NDArray[np.uint8]) -> torch.Tensor:
+        x = self.to_input(crops)
+        with torch.inference_mode(), torch.autocast(
+            "cpu", dtype=torch.bfloat16, enabled=self.options.precision == "bf16"
+        ):
+            out: torch.Tensor = self.module(x)
+        return out.float()
+
+    def predict(self, crops: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+        """P(fake) for each crop, calibrated with the config's temperature."""
+        if len(crops) == 0:
+            return np.zeros((0,), dtype=np.float64)
+        p = logits_to_p_fake(self.logits(crops), self.config)
+        return p.double().numpy()
