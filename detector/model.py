@@ -1,7 +1,8 @@
 """The Xception network and the runtime wrapper that turns face crops into P(fake).
 
-The network is timm's ``legacy_xception``: the exact module layout and key names of every public
-FaceForensics++-tradition checkpoint (``../shared/docs/checkpoints.md`` §1). ``Classifier`` adds
+The network (:mod:`detector.xception`) has timm's ``legacy_xception`` layout: the exact module
+layout and key names of every public FaceForensics++-tradition checkpoint
+(``../shared/docs/checkpoints.md`` §1). ``Classifier`` adds
 what a weight set's :class:`~detector.config.ModelConfig` says about input and output:
 normalisation, the head (softmax index or sigmoid), temperature, and the CPU fast path
 (bf16 autocast + channels_last).
@@ -16,11 +17,11 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-import timm
 import torch
 from torch import nn
 
 from detector.config import ModelConfig
+from detector.xception import Xception
 
 _log = logging.getLogger(__name__)
 
@@ -28,14 +29,11 @@ Precision = Literal["fp32", "bf16"]
 ALLOWED_CLASS_COUNTS = (1, 2, 1000)
 
 
-def build_xception(num_classes: int = 2) -> nn.Module:
-    """An untrained canonical Xception (timm ``legacy_xception``) with ``num_classes`` outputs."""
+def build_xception(num_classes: int = 2, drop_rate: float = 0.0) -> nn.Module:
+    """An untrained canonical Xception with ``num_classes`` outputs."""
     if num_classes not in ALLOWED_CLASS_COUNTS:
         raise ValueError(f"unsupported number of classes: {num_classes}")
-    model: nn.Module = timm.create_model(
-        "legacy_xception", pretrained=False, num_classes=num_classes
-    )
-    return model
+    return Xception(num_classes, drop_rate)
 
 
 def bf16_supported() -> bool:
