@@ -11,7 +11,7 @@ key names, shapes and outputs are identical to timm's ``legacy_xception``.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F  # noqa: N812 - the usual alias
+import torch.nn.functional as F
 from torch import nn
 
 
