@@ -101,8 +101,7 @@ def blend_mask(size: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
     # Low-frequency wobble of the border so the model cannot learn one exact shape.
     theta = np.arctan2(ry, rx)
     wobble = 1.0 + sum(
-        rng.uniform(-0.06, 0.06) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
-        for k in (2, 3, 5)
+        rng.uniform(-0.06, 0.06) * np.cos(k * theta + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5)
     )
     inside = ((rx / ax) ** 2 + (ry / ay) ** 2) <= wobble**2
     mask = Image.fromarray((inside * 255).astype(np.uint8))

@@ -145,8 +145,12 @@ def locate_face(
         return FaceRegion(None, 0, 0, False, f"{type(exc).__name__}: {exc}")
     boxes = finder.find(image.rgb)
     if boxes:
-        return FaceRegion(crop_box(boxes[0], image.width, image.height, crop_scale),
-                          image.width, image.height, True)
+        return FaceRegion(
+            crop_box(boxes[0], image.width, image.height, crop_scale),
+            image.width,
+            image.height,
+            True,
+        )
     if crop_policy == "face":
         return FaceRegion(Box(0, 0, image.width, image.height), image.width, image.height, False)
     return FaceRegion(None, image.width, image.height, False, "NoFaceFound: no face detected")
@@ -187,7 +191,7 @@ class RegionCache:
         finder: FaceFinder | None = None,
         limits: ImageLimits | None = None,
         workers: int = 2,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int], object] | None = None,
     ) -> list[FaceRegion]:
         """Regions for ``samples`` in order, computing (and appending) the missing ones."""
         finder = finder or FaceFinder()
@@ -222,15 +226,13 @@ def default_cache_dir() -> Path:
     return Path(base) / "deepfake-bot"
 
 
-def crop_pixels(
-    rgb: npt.NDArray[np.uint8], region: Box
-) -> npt.NDArray[np.uint8]:
+def crop_pixels(rgb: npt.NDArray[np.uint8], region: Box) -> npt.NDArray[np.uint8]:
     return np.ascontiguousarray(rgb[region.y1 : region.y2, region.x1 : region.x2])
 
 
-def usable(samples: Iterable[Sample], regions: Iterable[FaceRegion]) -> tuple[
-    list[tuple[Sample, Box]], list[tuple[Sample, str]]
-]:
+def usable(
+    samples: Iterable[Sample], regions: Iterable[FaceRegion]
+) -> tuple[list[tuple[Sample, Box]], list[tuple[Sample, str]]]:
     """Split into (sample, crop) pairs and (sample, reason) for the ones without a face."""
     ok: list[tuple[Sample, Box]] = []
     skipped: list[tuple[Sample, str]] = []
@@ -240,3 +242,47 @@ def usable(samples: Iterable[Sample], regions: Iterable[FaceRegion]) -> tuple[
         else:
             skipped.append((s, r.error or "no face"))
     return ok, skipped
+
+
+def model_input(
+    rgb: npt.NDArray[np.uint8], crop: Box, size: int, interpolation: str = "bilinear"
+) -> npt.NDArray[np.uint8]:
+    """The serving-path model input for one face: the crop region resized to ``size``."""
+    from detector.preprocess import resize_square
+
+    region = crop_pixels(rgb, crop)
+    return resize_square(region, size, "bicubic" if interpolation == "bicubic" else "bilinear")
+
+
+def load_inputs(
+    pairs: Sequence[tuple[Sample, Box]],
+    size: int,
+    interpolation: str = "bilinear",
+    limits: ImageLimits | None = None,
+    transform: Callable[[npt.NDArray[np.uint8]], npt.NDArray[np.uint8]] | None = None,
+    progress: Callable[[int], object] | None = None,
+    workers: int = 2,
+) -> npt.NDArray[np.uint8]:
+    """Model inputs for many samples, made exactly as in serving. ``transform`` (for robustness
+    rows: JPEG q50, half resolution) changes the whole picture first; the crop box is scaled to
+    the transformed picture's size."""
+    limits = limits or ImageLimits()
+    out = np.empty((len(pairs), size, size, 3), dtype=np.uint8)
+
+    def one(i: int) -> None:
+        sample, box = pairs[i]
+        rgb = decode_image(sample.path.read_bytes(), limits).rgb
+        if transform is not None:
+            h, w = rgb.shape[:2]
+            rgb = transform(rgb)
+            sy, sx = rgb.shape[0] / h, rgb.shape[1] / w
+            box = Box(
+                round(box.x1 * sx), round(box.y1 * sy), round(box.x2 * sx), round(box.y2 * sy)
+            )
+        out[i] = model_input(rgb, box, size, interpolation)
+        if progress is not None:
+            progress(1)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(one, range(len(pairs))))
+    return out

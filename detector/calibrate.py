@@ -1,0 +1,83 @@
+"""Calibration on validation data: temperature scaling (Guo et al. 2017) and the thresholds of
+the three verdict bands, both stored in the checkpoint's ModelConfig."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from detector.metrics import roc_curve
+
+F64 = npt.NDArray[np.float64]
+
+
+def _nll(margins: F64, labels: F64, temperature: float) -> float:
+    z = margins / temperature
+    # log(1 + exp(-z)) for fakes, log(1 + exp(z)) for reals, computed stably
+    signed = np.where(labels == 1, -z, z)
+    return float(np.mean(np.logaddexp(0.0, signed)))
+
+
+def fit_temperature(margins: npt.ArrayLike, labels: npt.ArrayLike) -> float:
+    """The T > 0 that minimises the NLL of sigmoid(margin / T). ``margin`` is the fake-vs-real
+    logit difference (or the single logit of a sigmoid head). Golden-section search on log T."""
+    m = np.asarray(margins, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if len(m) == 0 or y.min() == y.max():
+        raise ValueError("temperature scaling needs both classes")
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    fa, fb = _nll(m, y, math.exp(a)), _nll(m, y, math.exp(b))
+    for _ in range(80):
+        if fa < fb:
+            hi, b, fb = b, a, fa
+            a = hi - g * (hi - lo)
+            fa = _nll(m, y, math.exp(a))
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + g * (hi - lo)
+            fb = _nll(m, y, math.exp(b))
+    return math.exp((lo + hi) / 2)
+
+
+@dataclass(frozen=True)
+class BandThresholds:
+    low: float
+    high: float
+    fpr_at_high: float  # share of real faces called "likely manipulated"
+    fnr_at_low: float  # share of fake faces called "no manipulation detected"
+
+
+def choose_thresholds(
+    p_fake: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    max_fpr: float = 0.05,
+    max_fnr: float = 0.10,
+    bounds: tuple[float, float] = (0.05, 0.95),
+) -> BandThresholds:
+    """``high``: the lowest threshold at which at most ``max_fpr`` of real faces are called
+    "likely manipulated"; ``low``: the highest threshold under which at most ``max_fnr`` of
+    fakes are called "no manipulation detected". Between them the verdict is "uncertain". If the
+    two cross (a well-separated model), they are swapped, which satisfies both limits."""
+    p = np.asarray(p_fake, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    fpr, _, thr = roc_curve(y, p)
+    ok = np.where(fpr <= max_fpr)[0]
+    high = float(thr[ok[-1]]) if len(ok) else 1.0
+    # P(fake) < t is "real"; fakes below t are missed. Highest t with miss rate <= max_fnr.
+    fakes = np.sort(p[y == 1])
+    k = math.floor(max_fnr * len(fakes))
+    low = float(fakes[k]) if len(fakes) and k < len(fakes) else 0.0
+    low, high = min(low, high), max(low, high)
+    low = min(max(low, bounds[0]), bounds[1])
+    high = min(max(high, bounds[0]), bounds[1])
+    if not math.isfinite(high):
+        high = bounds[1]
+    reals, fakes_all = p[y == 0], p[y == 1]
+    fpr_high = float((reals >= high).mean()) if len(reals) else float("nan")
+    fnr_low = float((fakes_all < low).mean()) if len(fakes_all) else float("nan")
+    return BandThresholds(low, high, fpr_high, fnr_low)

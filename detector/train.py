@@ -1,0 +1,502 @@
+"""``deepfake-bot train``: Xception from scratch on a manifest of real and fake faces.
+
+Crops are made by the serving code (decode, dlib faces, FF++ 1.3x box; boxes cached so later
+epochs never re-detect). Augmentations match what chats do (whole-picture JPEG re-compression
+down to quality 30, rescaling, blur, colour, flips) and real faces are turned into
+self-blended pseudo-fakes (SBI) with probability ``--sbi``. Sources and classes are balanced by
+sampling. bf16 autocast + channels_last on CPUs with native bf16. A checkpoint with the full
+training state is written every ``--save-every`` steps and at each epoch end, so a killed run
+resumes where it stopped (``--out`` with the same directory). The best model by validation AUC
+is kept; at the end it is calibrated (temperature + verdict thresholds on the validation split)
+and written as ``model.safetensors`` in the project's own format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from tqdm import tqdm
+
+from detector import augment
+from detector.augment import AugmentOptions
+from detector.calibrate import choose_thresholds, fit_temperature
+from detector.checkpoints import save_checkpoint
+from detector.config import HALF, ModelConfig
+from detector.data import (
+    FAKE,
+    REAL,
+    RegionCache,
+    Sample,
+    default_cache_dir,
+    load_inputs,
+    read_manifest,
+    usable,
+)
+from detector.faces import Box
+from detector.images import ImageLimits, decode_image
+from detector.metrics import roc_auc
+from detector.model import bf16_supported, build_xception
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOptions:
+    manifest: Path
+    out: Path
+    input_size: int = 160
+    batch_size: int = 32
+    epochs: int = 40
+    samples_per_epoch: int = 0  # 0: as many as there are training images
+    lr: float = 1e-3
+    min_lr: float = 1e-5
+    weight_decay: float = 0.05
+    warmup_steps: int = 300
+    drop_rate: float = 0.3
+    precision: str = "auto"  # auto | bf16 | fp32
+    channels_last: bool = True
+    sbi: float = 0.3
+    balance: str = "sqrt"  # sqrt | equal | none: sampling weight of each (source, label) cell
+    patience: int = 6
+    workers: int = 1
+    seed: int = 0
+    max_steps: int = 0  # 0: no limit (tests and smoke runs set it)
+    save_every: int = 200
+    log_every: int = 25
+    cache_dir: Path | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    name: str = "deepfake-bot Xception"
+    progress: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()
+        }
+
+
+def _sampling_weights(samples: Sequence[Sample], balance: str) -> list[float]:
+    cells = Counter((s.source, s.label) for s in samples)
+    if balance == "none":
+        return [1.0] * len(samples)
+    power = 0.5 if balance == "sqrt" else 0.0
+    return [cells[(s.source, s.label)] ** power / cells[(s.source, s.label)] for s in samples]
+
+
+class TrainSet(Dataset[tuple[torch.Tensor, int]]):
+    """Augmented training crops. Randomness comes from the worker's torch seed, which the
+    DataLoader sets differently for every worker and every epoch."""
+
+    def __init__(
+        self,
+        pairs: Sequence[tuple[Sample, Box]],
+        size: int,
+        sbi: float,
+        opts: AugmentOptions | None = None,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        self.pairs = list(pairs)
+        self.size = size
+        self.sbi = sbi
+        self.opts = opts or AugmentOptions()
+        self.limits = limits or ImageLimits()
+        self._rng: np.random.Generator | None = None
+        self._seed: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _generator(self) -> np.random.Generator:
+        seed = torch.initial_seed() % 2**63
+        if self._rng is None or seed != self._seed:
+            self._rng, self._seed = np.random.default_rng(seed), seed
+        return self._rng
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        rng = self._generator()
+        sample, box = self.pairs[index]
+        rgb = decode_image(sample.path.read_bytes(), self.limits).rgb
+        rgb = augment.jpeg(rgb, int(rng.integers(*self.opts.jpeg_quality, endpoint=True)))
+        h, w = rgb.shape[:2]
+        crop = augment.jitter_box(box, w, h, self.opts.crop_jitter, rng)
+        face = augment.resize(
+            np.ascontiguousarray(rgb[crop.y1 : crop.y2, crop.x1 : crop.x2]), self.size
+        )
+        label = sample.label
+        if label == REAL and rng.random() < self.sbi:
+            face, label = augment.self_blend(face, rng), FAKE
+        face = augment.photometric(face, self.opts, rng)
+        return torch.from_numpy(np.array(face, dtype=np.uint8)), label
+
+
+class Normalize(nn.Module):
+    """uint8 NHWC → normalised float NCHW (mean = std = 0.5, as FF++)."""
+
+    def __init__(self, channels_last: bool) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=fmt)
+
+
+def margins(
+    model: nn.Module,
+    inputs: npt.NDArray[np.uint8],
+    bf16: bool,
+    channels_last: bool,
+    batch: int = 64,
+) -> npt.NDArray[np.float64]:
+    """fake-minus-real logit for each crop (eval mode)."""
+    model.eval()
+    norm = Normalize(channels_last)
+    out = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(inputs), batch):
+            x = norm(torch.from_numpy(np.ascontiguousarray(inputs[i : i + batch])))
+            logits = model(x).float()
+            out.append((logits[:, 1] - logits[:, 0]).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def per_source_auc(
+    labels: npt.NDArray[np.int64], scores: npt.NDArray[np.float64], sources: Sequence[str]
+) -> dict[str, float]:
+    out = {}
+    src = np.asarray(sources)
+    for name in sorted(set(sources)):
+        m = src == name
+        if len(set(labels[m].tolist())) == 2:
+            out[name] = roc_auc(labels[m], scores[m])
+    return out
+
+
+def _lr_at(step: int, total: int, opts: TrainOptions) -> float:
+    if step < opts.warmup_steps:
+        return opts.lr * (step + 1) / opts.warmup_steps
+    progress = min(1.0, (step - opts.warmup_steps) / max(1, total - opts.warmup_steps))
+    return opts.min_lr + 0.5 * (opts.lr - opts.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, opts: TrainOptions) -> None:
+        self.opts = opts
+        opts.out.mkdir(parents=True, exist_ok=True)
+        self.bf16 = opts.precision == "bf16" or (opts.precision == "auto" and bf16_supported())
+        self.state_path = opts.out / "last.pt"
+        self.metrics_path = opts.out / "metrics.jsonl"
+        self.best_path = opts.out / "best.safetensors"
+
+    # --- data ---------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        opts = self.opts
+        cache = RegionCache(opts.cache_dir or default_cache_dir())
+        train = read_manifest(opts.manifest, opts.train_split)
+        val = read_manifest(opts.manifest, opts.val_split)
+        if not train or not val:
+            raise ValueError(
+                f"{opts.manifest}: needs rows in both '{opts.train_split}' and "
+                f"'{opts.val_split}' splits"
+            )
+        with tqdm(
+            total=len(train) + len(val), desc="finding faces", disable=not opts.progress, unit="img"
+        ) as bar:
+            tr = cache.regions(train, progress=bar.update)
+            va = cache.regions(val, progress=bar.update)
+        self.train_pairs, skipped_tr = usable(train, tr)
+        self.val_pairs, skipped_va = usable(val, va)
+        fallback = Counter(
+            s.source
+            for s, r in zip(train + val, tr + va, strict=True)
+            if r.crop is not None and not r.found
+        )
+        _log.info(
+            "train: %d usable, %d without a face; val: %d usable, %d without a face; "
+            "whole-image fallback for pre-cropped faces: %s",
+            len(self.train_pairs),
+            len(skipped_tr),
+            len(self.val_pairs),
+            len(skipped_va),
+            dict(fallback),
+        )
+        with tqdm(
+            total=len(self.val_pairs), desc="val crops", disable=not opts.progress, unit="img"
+        ) as bar:
+            self.val_inputs = load_inputs(self.val_pairs, opts.input_size, progress=bar.update)
+        self.val_labels = np.array([s.label for s, _ in self.val_pairs], dtype=np.int64)
+        self.val_sources = [s.source for s, _ in self.val_pairs]
+
+    # --- model state --------------------------------------------------------------------------
+    def build(self) -> None:
+        opts = self.opts
+        torch.manual_seed(opts.seed)
+        self.model = build_xception(2, opts.drop_rate)
+        if opts.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay
+        )
+        self.step = 0
+        self.epoch = 0
+        self.done_in_epoch = 0
+        self.best_auc = -1.0
+        self.bad_epochs = 0
+        if self.state_path.exists():
+            self._resume()
+
+    def _resume(self) -> None:
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        if state["options"]["input_size"] != self.opts.input_size:
+            raise ValueError(
+                f"{self.state_path} was trained at input size "
+                f"{state['options']['input_size']}; pass the same --input-size"
+            )
+        self.model.load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.done_in_epoch = int(state["done_in_epoch"])
+        self.best_auc, self.bad_epochs = float(state["best_auc"]), int(state["bad_epochs"])
+        _log.info(
+            "resumed from %s: epoch %d, step %d, %d samples into the epoch, best AUC %.4f",
+            self.state_path,
+            self.epoch,
+            self.step,
+            self.done_in_epoch,
+            self.best_auc,
+        )
+
+    def _save_state(self) -> None:
+        _atomic_save(
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "step": self.step,
+                "epoch": self.epoch,
+                "done_in_epoch": self.done_in_epoch,
+                "best_auc": self.best_auc,
+                "bad_epochs": self.bad_epochs,
+                "options": self.opts.to_json(),
+            },
+            self.state_path,
+        )
+
+    def config(self, **changes: Any) -> ModelConfig:
+        return ModelConfig(
+            name=self.opts.name,
+            family="deepfake-bot",
+            input_size=self.opts.input_size,
+            mean=HALF,
+            std=HALF,
+            interpolation="bilinear",
+            crop_scale=1.3,
+            description=f"trained from scratch on {self.opts.manifest.name}",
+            **changes,
+        )
+
+    # --- loops --------------------------------------------------------------------------------
+    def _record(self, row: dict[str, Any]) -> None:
+        with self.metrics_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    def validate(self) -> float:
+        t0 = time.perf_counter()
+        m = margins(self.model, self.val_inputs, self.bf16, self.opts.channels_last)
+        auc = roc_auc(self.val_labels, m)
+        by_source = per_source_auc(self.val_labels, m, self.val_sources)
+        acc = float(((m >= 0) == (self.val_labels == 1)).mean())
+        self._record(
+            {
+                "kind": "val",
+                "epoch": self.epoch,
+                "step": self.step,
+                "auc": auc,
+                "acc": acc,
+                "by_source": by_source,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        _log.info(
+            "val epoch %d step %d: AUC %.4f acc %.3f by source %s",
+            self.epoch,
+            self.step,
+            auc,
+            acc,
+            {k: round(v, 4) for k, v in by_source.items()},
+        )
+        return auc
+
+    def fit(self) -> Path:
+        opts = self.opts
+        per_epoch = opts.samples_per_epoch or len(self.train_pairs)
+        steps_per_epoch = max(1, per_epoch // opts.batch_size)
+        total = steps_per_epoch * opts.epochs
+        dataset = TrainSet(self.train_pairs, opts.input_size, opts.sbi)
+        weights = _sampling_weights([s for s, _ in self.train_pairs], opts.balance)
+        norm = Normalize(opts.channels_last)
+        self._record(
+            {
+                "kind": "start",
+                "options": opts.to_json(),
+                "bf16": self.bf16,
+                "train": len(self.train_pairs),
+                "val": len(self.val_pairs),
+                "steps_per_epoch": steps_per_epoch,
+            }
+        )
+        stop = False
+        while self.epoch < opts.epochs and not stop:
+            remaining = per_epoch - self.done_in_epoch
+            gen = torch.Generator().manual_seed(
+                opts.seed * 100_003 + self.epoch * 997 + self.done_in_epoch
+            )
+            sampler = WeightedRandomSampler(weights, remaining, replacement=True, generator=gen)
+            loader = DataLoader(
+                dataset,
+                batch_size=opts.batch_size,
+                sampler=sampler,
+                num_workers=opts.workers,
+                drop_last=True,
+                persistent_workers=False,
+                prefetch_factor=4 if opts.workers else None,
+            )
+            self.model.train()
+            bar = tqdm(
+                total=per_epoch // opts.batch_size,
+                initial=self.done_in_epoch // opts.batch_size,
+                desc=f"epoch {self.epoch + 1}/{opts.epochs}",
+                disable=not opts.progress,
+                unit="step",
+            )
+            loss_ema, acc_ema, t_last, seen = None, None, time.perf_counter(), 0
+            for x, y in loader:
+                lr = _lr_at(self.step, total, opts)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                    logits = self.model(norm(x))
+                loss = F.cross_entropy(logits.float(), y)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()  # type: ignore[no-untyped-call]
+                self.optimizer.step()
+                self.step += 1
+                self.done_in_epoch += len(y)
+                seen += len(y)
+                acc = float((logits.argmax(1) == y).float().mean())
+                loss_value = loss.item()
+                loss_ema = loss_value if loss_ema is None else 0.95 * loss_ema + 0.05 * loss_value
+                acc_ema = acc if acc_ema is None else 0.95 * acc_ema + 0.05 * acc
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_ema:.3f}", acc=f"{acc_ema:.3f}", lr=f"{lr:.2e}")
+                if self.step % opts.log_every == 0:
+                    now = time.perf_counter()
+                    self._record(
+                        {
+                            "kind": "train",
+                            "epoch": self.epoch,
+                            "step": self.step,
+                            "loss": loss_ema,
+                            "acc": acc_ema,
+                            "lr": lr,
+                            "img_per_s": seen / (now - t_last),
+                        }
+                    )
+                    t_last, seen = now, 0
+                if self.step % opts.save_every == 0:
+                    self._save_state()
+                if opts.max_steps and self.step >= opts.max_steps:
+                    stop = True
+                    break
+            bar.close()
+            if per_epoch - self.done_in_epoch >= opts.batch_size:  # stopped inside the epoch
+                self._save_state()
+                break
+            self.epoch += 1
+            self.done_in_epoch = 0
+            auc = self.validate()
+            if auc > self.best_auc:
+                self.best_auc, self.bad_epochs = auc, 0
+                save_checkpoint(self.model, self.config(), self.best_path)
+                _log.info("new best AUC %.4f → %s", auc, self.best_path)
+            else:
+                self.bad_epochs += 1
+            self._save_state()
+            if self.bad_epochs >= opts.patience:
+                _log.info("early stop: no AUC gain for %d epochs", self.bad_epochs)
+                break
+        if not self.best_path.exists():  # stopped inside the first epoch (smoke runs)
+            self.validate()
+            save_checkpoint(self.model, self.config(), self.best_path)
+        return self.best_path
+
+
+def calibrate_model(
+    model: nn.Module,
+    base: ModelConfig,
+    inputs: npt.NDArray[np.uint8],
+    labels: npt.NDArray[np.int64],
+    bf16: bool,
+) -> tuple[ModelConfig, dict[str, float]]:
+    """Temperature and band thresholds fitted on (validation) crops."""
+    m = margins(model, inputs, bf16, channels_last=True)
+    temperature = fit_temperature(m, labels)
+    p = 1.0 / (1.0 + np.exp(-m / temperature))
+    bands = choose_thresholds(p, labels)
+    config = base.replace(temperature=temperature, thresholds=(bands.low, bands.high))
+    report = {
+        "temperature": temperature,
+        "low": bands.low,
+        "high": bands.high,
+        "fpr_at_high": bands.fpr_at_high,
+        "fnr_at_low": bands.fnr_at_low,
+    }
+    return config, report
+
+
+def run_training(opts: TrainOptions) -> Path:
+    """Train (or resume), then calibrate the best model; returns ``out/model.safetensors``."""
+    from detector.checkpoints import load_checkpoint
+
+    trainer = Trainer(opts)
+    trainer.prepare()
+    trainer.build()
+    best = trainer.fit()
+    loaded = load_checkpoint(best)
+    model = loaded.module.to(memory_format=torch.channels_last)
+    config, report = calibrate_model(
+        model, loaded.config, trainer.val_inputs, trainer.val_labels, trainer.bf16
+    )
+    final = opts.out / "model.safetensors"
+    save_checkpoint(model, config, final, dtype=torch.float16)
+    (opts.out / "calibration.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    _log.info(
+        "calibrated (T=%.3f, bands %.3f/%.3f) → %s",
+        report["temperature"],
+        report["low"],
+        report["high"],
+        final,
+    )
+    return final

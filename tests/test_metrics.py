@@ -1,0 +1,74 @@
+"""Metrics and calibration against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detector.calibrate import choose_thresholds, fit_temperature
+from detector.metrics import average_precision, ece, eer, roc_auc, summarize
+
+
+def test_auc_known_values() -> None:
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == pytest.approx(0.75)
+    assert roc_auc([0, 1], [0.2, 0.9]) == 1.0
+    assert roc_auc([0, 1], [0.9, 0.2]) == 0.0
+    assert roc_auc([0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]) == 0.5  # ties count half
+    assert math.isnan(roc_auc([1, 1], [0.1, 0.2]))
+
+
+def test_auc_matches_pairwise_definition() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300) + 0.3 * y, 2)  # with ties
+    pos, neg = s[y == 1], s[y == 0]
+    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+    assert roc_auc(y, s) == pytest.approx(pairwise / (len(pos) * len(neg)))
+
+
+def test_eer_and_ap() -> None:
+    y = [0, 0, 0, 0, 1, 1, 1, 1]
+    s = [0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9]
+    rate, _ = eer(y, s)
+    assert rate == pytest.approx(0.25)
+    assert average_precision([0, 1], [0.1, 0.9]) == 1.0
+    # ranked: 1(0.9) 0(0.8) 1(0.7): AP = 0.5 * 1 + 0.5 * 2/3
+    assert average_precision([1, 0, 1], [0.9, 0.8, 0.7]) == pytest.approx(0.5 + 1 / 3)
+
+
+def test_ece() -> None:
+    assert ece([1, 0], [1.0, 0.0]) == 0.0
+    assert ece([1, 1, 0, 0], [0.5, 0.5, 0.5, 0.5]) == pytest.approx(0.0)
+    assert ece([0, 0], [0.9, 0.9]) == pytest.approx(0.9)
+
+
+def test_summary_handles_one_class() -> None:
+    m = summarize([1, 1, 1], [0.9, 0.2, 0.7])
+    assert m.acc == pytest.approx(2 / 3) and math.isnan(m.auc)
+    assert m.to_dict()["auc"] is None and m.to_dict()["n"] == 3
+
+
+def test_temperature_recovers_the_generating_scale() -> None:
+    rng = np.random.default_rng(1)
+    true_margin = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_margin))).astype(float)
+    overconfident = true_margin * 3.0
+    t = fit_temperature(overconfident, labels)
+    assert t == pytest.approx(3.0, rel=0.08)
+    p = 1 / (1 + np.exp(-overconfident / t))
+    assert ece(labels, p) < 0.02 < ece(labels, 1 / (1 + np.exp(-overconfident)))
+
+
+def test_band_thresholds_meet_their_error_limits() -> None:
+    rng = np.random.default_rng(2)
+    reals = rng.beta(2, 5, 2000)
+    fakes = rng.beta(5, 2, 2000)
+    p = np.r_[reals, fakes]
+    y = np.r_[np.zeros(2000), np.ones(2000)]
+    b = choose_thresholds(p, y, max_fpr=0.05, max_fnr=0.10)
+    assert b.low <= b.high
+    assert (reals >= b.high).mean() <= 0.05 + 1e-9 and b.fpr_at_high <= 0.05 + 1e-9
+    assert (fakes < b.low).mean() <= 0.10 + 1e-9 and b.fnr_at_low <= 0.10 + 1e-9
+    assert b.high > b.low > 0.3

@@ -1,0 +1,114 @@
+"""The trainer on tiny generated data: it runs, checkpoints, resumes, calibrates, and its output
+loads as a detector. (Quality is measured by `deepfake-bot eval`, not here.)"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+
+from detector.augment import AugmentOptions, blend_mask, jitter_box, photometric, self_blend
+from detector.checkpoints import load_checkpoint
+from detector.data import RegionCache, read_manifest
+from detector.faces import Box
+from detector.train import TrainOptions, Trainer, run_training
+
+from .conftest import SAMPLES
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 'real' and 24 'fake' pictures made from the public-domain astronaut: reals are
+    re-framed copies, fakes have a pasted, recoloured face region. Two sources, both splits."""
+    root = tmp_path_factory.mktemp("tinyset")
+    base = Image.open(SAMPLES / "astronaut.jpg").convert("RGB")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        label = "fake" if i % 2 else "real"
+        side = int(rng.integers(300, 512))
+        img = base.resize((side, side))
+        if label == "fake":
+            face = img.crop((side // 3, side // 8, 2 * side // 3, side // 2))
+            face = ImageEnhance.Color(face).enhance(1.8).resize(face.size)
+            img.paste(face, (side // 3 + 2, side // 8 + 2))
+        name = f"{label}{i}.jpg"
+        img.save(root / name, quality=int(rng.integers(70, 95)))
+        rows.append({"path": name, "label": label, "source": "a" if i % 4 < 2 else "b",
+                     "split": "val" if i >= 36 else "train", "crop": "full"})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"
+
+
+def _opts(manifest: Path, out: Path, cache: Path, **kw: object) -> TrainOptions:
+    base = dict(manifest=manifest, out=out, input_size=64, batch_size=4, epochs=2,
+                samples_per_epoch=16, warmup_steps=2, workers=0, save_every=2, log_every=1,
+                cache_dir=cache, progress=False, patience=5)
+    base.update(kw)
+    return TrainOptions(**base)  # type: ignore[arg-type]
+
+
+def test_manifest_reading(tiny_set: Path) -> None:
+    rows = read_manifest(tiny_set)
+    assert len(rows) == 48 and {r.split for r in rows} == {"train", "val"}
+    assert all(r.path.is_absolute() or r.path.exists() for r in rows)
+    assert len(read_manifest(tiny_set, "val")) == 12
+
+
+def test_train_resume_and_calibrate(tiny_set: Path, tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    # Stop after 3 steps: a resumable state must be on disk.
+    first = Trainer(_opts(tiny_set, out, cache, max_steps=3))
+    first.prepare()
+    first.build()
+    first.fit()
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert state["step"] == 3 and state["done_in_epoch"] == 12
+    # The face boxes were cached: a second pass finds them all without the detector.
+    cache_file = next(cache.glob("regions-*.jsonl"))
+    assert len(cache_file.read_text().splitlines()) == 48
+
+    final = run_training(_opts(tiny_set, out, cache))
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [e for e in events if e["kind"] == "val"]
+    assert [v["epoch"] for v in vals][-2:] == [1, 2]  # resumed mid-epoch 1, then epoch 2
+    steps = [e["step"] for e in events if e["kind"] == "train"]
+    assert steps[:3] == [1, 2, 3] and 4 in steps and steps.count(4) == 1  # no step repeated
+    loaded = load_checkpoint(final)
+    assert loaded.family == "deepfake-bot" and loaded.config.input_size == 64
+    cal = json.loads((out / "calibration.json").read_text())
+    assert loaded.config.temperature == pytest.approx(cal["temperature"])
+    assert loaded.config.thresholds == (pytest.approx(cal["low"]), pytest.approx(cal["high"]))
+
+
+def test_region_cache_survives_a_torn_line(tiny_set: Path, tmp_path: Path) -> None:
+    samples = read_manifest(tiny_set)[:4]
+    cache = RegionCache(tmp_path)
+    first = cache.regions(samples)
+    with cache.file.open("a") as fh:
+        fh.write('{"key": "broken')
+    again = RegionCache(tmp_path).regions(samples)
+    assert [r.crop.as_list() for r in first] == [r.crop.as_list() for r in again]  # type: ignore[union-attr]
+    assert all(r.found for r in again)
+
+
+def test_augmentations_keep_shape_and_range() -> None:
+    rng = np.random.default_rng(0)
+    face = np.asarray(Image.open(SAMPLES / "astronaut.jpg").convert("RGB").resize((64, 64)))
+    for _ in range(20):
+        out = photometric(face, AugmentOptions(p_downscale=1, p_blur=1, p_color=1), rng)
+        assert out.shape == face.shape and out.dtype == np.uint8
+    blended = self_blend(face, rng)
+    assert blended.shape == face.shape and not np.array_equal(blended, face)
+    mask = blend_mask(64, rng)
+    assert mask.max() > 0.9 and mask[0, 0] < 0.05  # face centre in, corners out
+    box = jitter_box(Box(10, 10, 50, 50), 64, 64, 0.1, rng)
+    assert box.width == box.height and 0 <= box.x1 and box.x2 <= 64 and box.y2 <= 64
