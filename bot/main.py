@@ -70,6 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="few repetitions (a smoke run, not for reporting)"
     )
     bench.add_argument("--analyses", type=int, default=1000, help="analyses for the RSS soak")
+    ev = sub.add_parser("eval", help="measure a checkpoint on a labelled manifest CSV")
+    ev.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
+    _add_model_args(ev)
+    ev.add_argument("--split", default="auto", help="rows to use: a split name, 'all', or "
+                    "'auto' (the 'val' split when the manifest has one, else all rows)")
+    ev.add_argument("--json", type=Path, default=None, metavar="OUT", help="write JSON here")
+    ev.add_argument("--plots", type=Path, default=None, metavar="DIR",
+                    help="write roc.png and reliability.png here")
+    ev.add_argument("--no-robustness", action="store_true", help="skip JPEG-50/half-res rows")
+    ev.add_argument("--cache-dir", type=Path, default=None, help="face-box cache")
+
     train = sub.add_parser("train", help="train the Xception detector on a manifest CSV")
     train.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
     train.add_argument("--out", type=Path, default=Path("runs/xception"), help="run directory "
@@ -92,6 +103,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     train.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from detector.cli import make_classifier
+    from detector.data import read_manifest
+    from detector.errors import CheckpointError
+    from detector.evaluate import evaluate, render_text, write_json, write_plots
+
+    err = Console(stderr=True)
+    try:
+        classifier = make_classifier(args)
+    except CheckpointError as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return 2
+    split: str | None = args.split
+    if split == "auto":
+        split = "val" if any(s.split == "val" for s in read_manifest(args.manifest)) else None
+    elif split == "all":
+        split = None
+    weights_name = str(args.weights) if args.weights else "shipped default weights"
+    result = evaluate(classifier, args.manifest, split, weights_name, cache_dir=args.cache_dir,
+                      robustness=not args.no_robustness, progress=err.is_terminal)
+    print(render_text(result))  # noqa: T201 - the command's output
+    if args.json is not None:
+        write_json(result, args.json)
+    if args.plots is not None:
+        for path in write_plots(result, args.plots):
+            err.print(f"wrote {path}")
+    return 0
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -136,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from detector.bench import run_bench
 
         return run_bench(args)
+    if args.command == "eval":
+        return _eval(args)
     if args.command == "train":
         return _train(args)
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import logging
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 from detector.config import ModelConfig
 from detector.model import Classifier, RuntimeOptions, build_xception
@@ -78,3 +79,34 @@ def _fail_on_library_errors(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     ]
     if bad:
         pytest.fail("library ERROR log: " + "; ".join(r.getMessage() for r in bad))
+
+
+@pytest.fixture(scope="session")
+def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 'real' and 24 'fake' pictures made from the public-domain astronaut: reals are
+    re-framed copies, fakes have a pasted, recoloured face region. Two sources, both splits."""
+    root = tmp_path_factory.mktemp("tinyset")
+    base = Image.open(SAMPLES / "astronaut.jpg").convert("RGB")
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(48):
+        label = "fake" if i % 2 else "real"
+        side = int(rng.integers(300, 512))
+        img = base.resize((side, side))
+        if label == "fake":
+            face = img.crop((side // 3, side // 8, 2 * side // 3, side // 2))
+            face = ImageEnhance.Color(face).enhance(1.8).resize(face.size)
+            img.paste(face, (side // 3 + 2, side // 8 + 2))
+        name = f"{label}{i}.jpg"
+        img.save(root / name, quality=int(rng.integers(70, 95)))
+        rows.append({"path": name, "label": label, "source": "a" if i % 4 < 2 else "b",
+                     "split": "val" if i >= 36 else "train", "crop": "full"})
+    # A whole picture without a face: evaluation must list it, not drop it silently.
+    (root / "coffee.jpg").write_bytes((SAMPLES / "coffee.jpg").read_bytes())
+    rows.append({"path": "coffee.jpg", "label": "real", "source": "b", "split": "val",
+                 "crop": "full"})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return root / "manifest.csv"

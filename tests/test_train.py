@@ -3,14 +3,13 @@ loads as a detector. (Quality is measured by `deepfake-bot eval`, not here.)"""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageEnhance
+from PIL import Image
 
 from detector.augment import AugmentOptions, blend_mask, jitter_box, photometric, self_blend
 from detector.checkpoints import load_checkpoint
@@ -19,33 +18,6 @@ from detector.faces import Box
 from detector.train import TrainOptions, Trainer, run_training
 
 from .conftest import SAMPLES
-
-
-@pytest.fixture(scope="module")
-def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 'real' and 24 'fake' pictures made from the public-domain astronaut: reals are
-    re-framed copies, fakes have a pasted, recoloured face region. Two sources, both splits."""
-    root = tmp_path_factory.mktemp("tinyset")
-    base = Image.open(SAMPLES / "astronaut.jpg").convert("RGB")
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(48):
-        label = "fake" if i % 2 else "real"
-        side = int(rng.integers(300, 512))
-        img = base.resize((side, side))
-        if label == "fake":
-            face = img.crop((side // 3, side // 8, 2 * side // 3, side // 2))
-            face = ImageEnhance.Color(face).enhance(1.8).resize(face.size)
-            img.paste(face, (side // 3 + 2, side // 8 + 2))
-        name = f"{label}{i}.jpg"
-        img.save(root / name, quality=int(rng.integers(70, 95)))
-        rows.append({"path": name, "label": label, "source": "a" if i % 4 < 2 else "b",
-                     "split": "val" if i >= 36 else "train", "crop": "full"})
-    with (root / "manifest.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return root / "manifest.csv"
 
 
 def _opts(manifest: Path, out: Path, cache: Path, **kw: object) -> TrainOptions:
@@ -58,9 +30,9 @@ def _opts(manifest: Path, out: Path, cache: Path, **kw: object) -> TrainOptions:
 
 def test_manifest_reading(tiny_set: Path) -> None:
     rows = read_manifest(tiny_set)
-    assert len(rows) == 48 and {r.split for r in rows} == {"train", "val"}
+    assert len(rows) == 49 and {r.split for r in rows} == {"train", "val"}
     assert all(r.path.is_absolute() or r.path.exists() for r in rows)
-    assert len(read_manifest(tiny_set, "val")) == 12
+    assert len(read_manifest(tiny_set, "val")) == 13
 
 
 def test_train_resume_and_calibrate(tiny_set: Path, tmp_path: Path) -> None:
@@ -74,7 +46,7 @@ def test_train_resume_and_calibrate(tiny_set: Path, tmp_path: Path) -> None:
     assert state["step"] == 3 and state["done_in_epoch"] == 12
     # The face boxes were cached: a second pass finds them all without the detector.
     cache_file = next(cache.glob("regions-*.jsonl"))
-    assert len(cache_file.read_text().splitlines()) == 48
+    assert len(cache_file.read_text().splitlines()) == 49
 
     final = run_training(_opts(tiny_set, out, cache))
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
