@@ -15,7 +15,7 @@ from detector.augment import AugmentOptions, blend_mask, jitter_box, photometric
 from detector.checkpoints import load_checkpoint
 from detector.data import RegionCache, read_manifest
 from detector.faces import Box
-from detector.train import TrainOptions, Trainer, run_training
+from detector.train import Trainer, TrainOptions, run_training
 
 from .conftest import SAMPLES
 
@@ -83,4 +83,4 @@ def test_augmentations_keep_shape_and_range() -> None:
     mask = blend_mask(64, rng)
     assert mask.max() > 0.9 and mask[0, 0] < 0.05  # face centre in, corners out
     box = jitter_box(Box(10, 10, 50, 50), 64, 64, 0.1, rng)
-    assert box.width == box.height and 0 <= box.x1 and box.x2 <= 64 and box.y2 <= 64
+    assert box.width == box.height and box.x1 >= 0 and box.x2 <= 64 and box.y2 <= 64
