@@ -70,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--quick", action="store_true", help="few repetitions (a smoke run, not for reporting)"
     )
     bench.add_argument("--analyses", type=int, default=1000, help="analyses for the RSS soak")
+    bench.add_argument("--manifest", type=Path, default=None, help="labelled faces for the "
+                       "bf16-vs-fp32 probability check (default: variants of the sample face)")
     ev = sub.add_parser("eval", help="measure a checkpoint on a labelled manifest CSV")
     ev.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
     _add_model_args(ev)

@@ -1,0 +1,184 @@
+"""``CheckService``: the platform-neutral path from "someone asked about this image" to a reply.
+
+An adapter describes each image as an :class:`ImageRef` (declared size and type, and how to
+fetch its bytes) and gets back a :class:`~bot.core.replies.Reply`. In order: refuse what cannot
+be an image or is over a size limit *before* downloading; charge the sender's rate limit; take an
+admission slot (busy at once when the bounded queue is full); download under a timeout; check
+the real size; analyse. Every failure becomes a :class:`~bot.core.replies.Refusal` through
+:func:`~bot.core.replies.error_reply`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from bot.core.admission import Admission
+from bot.core.detector_port import Detector
+from bot.core.errors import (
+    BotError,
+    DownloadFailed,
+    FileTooLarge,
+    NotAnImage,
+    NotSupportedMedia,
+    RateLimited,
+)
+from bot.core.ratelimit import SlidingWindowLimiter
+from bot.core.replies import Hint, Problem, Refusal, Reply, error_reply, verdict_reply
+
+_log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
+    ".tif", ".tiff", ".heic", ".heif", ".avif",
+})  # fmt: skip
+# Refusals that are our fault or the platform's, not the sender's: their checks are given back.
+_REFUNDED = frozenset({Problem.BUSY, Problem.CLOSED, Problem.DOWNLOAD_FAILED, Problem.INTERNAL})
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image someone asked about, before it is downloaded.
+
+    ``mime_type`` and ``file_name`` are what the platform declares (untrusted: the detector
+    recognises formats by content); they only let obvious non-images be refused without a
+    download. ``download_limit``/``platform`` describe a platform's own cap on bot downloads
+    (Telegram's 20 MB), so the refusal can say whose limit it is."""
+
+    fetch: Callable[[], Awaitable[bytes]]
+    declared_size: int | None = None
+    mime_type: str | None = None
+    file_name: str | None = None
+    compressed: bool = False
+    download_limit: int | None = None
+    platform: str | None = None
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    max_image_bytes: int = 25 * 1024 * 1024
+    max_faces: int = 8
+    download_timeout_s: float = 60.0
+
+
+def kind_of(mime_type: str | None, file_name: str | None) -> type[BotError] | None:
+    """``None`` when the declared type may be an image, else the refusal to raise."""
+    mime = (mime_type or "").split(";")[0].strip().lower()
+    if mime.startswith("image/"):
+        return None
+    if mime.startswith("video/"):
+        return NotSupportedMedia
+    suffix = PurePosixPath(file_name or "").suffix.lower()
+    if mime in {"", "application/octet-stream"} and (not file_name or suffix in IMAGE_SUFFIXES):
+        return None  # undeclared: let the content decide
+    return NotAnImage
+
+
+class CheckService:
+    """Limits, rate limits and the detector behind one ``check`` call. Shared by all adapters."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        *,
+        limits: CheckLimits,
+        admission: Admission,
+        rate_limiter: SlidingWindowLimiter,
+    ) -> None:
+        self.detector = detector
+        self.limits = limits
+        self.admission = admission
+        self.rate_limiter = rate_limiter
+
+    @property
+    def model_name(self) -> str:
+        return self.detector.model_name
+
+    def precheck(self, ref: ImageRef) -> None:
+        """Raise the refusal for an image that must not be downloaded at all."""
+        refusal = kind_of(ref.mime_type, ref.file_name)
+        if refusal is not None:
+            raise refusal(f"declared type {ref.mime_type!r}")
+        limit, platform = self.limits.max_image_bytes, None
+        if ref.download_limit is not None and ref.download_limit < limit:
+            limit, platform = ref.download_limit, ref.platform
+        if ref.declared_size is not None and ref.declared_size > limit:
+            raise FileTooLarge(ref.declared_size, limit, platform_limit=platform)
+
+    async def check(self, sender: str, ref: ImageRef) -> Reply:
+        """Check one image for ``sender`` (a platform-qualified id, used for rate limiting)."""
+        return (await self.check_many(sender, [ref]))[0]
+
+    async def check_many(self, sender: str, refs: Sequence[ImageRef]) -> list[Reply]:
+        """Check several images sent together (an album): one rate-limit charge for all of
+        them, analysed concurrently within the admission bounds, replies in input order."""
+        replies: list[Reply | None] = [None] * len(refs)
+        todo: list[int] = []
+        for i, ref in enumerate(refs):
+            try:
+                self.precheck(ref)
+            except Exception as exc:
+                replies[i] = error_reply(exc)
+            else:
+                todo.append(i)
+        if todo:
+            try:
+                self.rate_limiter.acquire(sender, cost=len(todo))
+            except RateLimited as exc:
+                refusal = error_reply(exc)
+                for i in todo:
+                    replies[i] = refusal
+                todo = []
+        results = await asyncio.gather(*(self._run(refs[i]) for i in todo))
+        refunds = 0
+        for i, reply in zip(todo, results, strict=True):
+            replies[i] = reply
+            if isinstance(reply, Refusal) and reply.problem in _REFUNDED:
+                refunds += 1
+        if refunds:
+            self.rate_limiter.refund(sender, refunds)
+        assert all(r is not None for r in replies)
+        return [r for r in replies if r is not None]
+
+    async def _run(self, ref: ImageRef) -> Reply:
+        try:
+            async with self.admission.slot():
+                t0 = time.perf_counter()
+                data = await self._download(ref)
+                t1 = time.perf_counter()
+                analysis = await self.detector.analyze(data, annotate=True)
+        except Exception as exc:
+            return error_reply(exc)
+        _log.info(
+            "checked an image: %s, P(fake) %.3f, %d face(s), download %.0f ms, analysis %.0f ms",
+            analysis.verdict.value,
+            analysis.p_fake,
+            len(analysis.faces),
+            (t1 - t0) * 1000,
+            (time.perf_counter() - t1) * 1000,
+        )
+        hints = frozenset({Hint.COMPRESSED}) if ref.compressed else frozenset()
+        return verdict_reply(analysis, hints=hints)
+
+    async def _download(self, ref: ImageRef) -> bytes:
+        try:
+            async with asyncio.timeout(self.limits.download_timeout_s):
+                data = await ref.fetch()
+        except TimeoutError as exc:
+            raise DownloadFailed(
+                f"download took more than {self.limits.download_timeout_s:.0f} s"
+            ) from exc
+        if len(data) > self.limits.max_image_bytes:
+            raise FileTooLarge(len(data), self.limits.max_image_bytes)
+        return data
+
+    def stop_intake(self) -> None:
+        """Refuse new checks (they get the "shutting down" answer); admitted ones carry on."""
+        self.admission.close()
+
+    async def wait_idle(self) -> None:
+        await self.admission.wait_idle()

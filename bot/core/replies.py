@@ -1,0 +1,217 @@
+"""The platform-neutral reply model and the one place that turns outcomes into words.
+
+A check ends in a :class:`Verdict` (band, percentage, per-face lines, caveat, the annotated
+image) or a :class:`Refusal` (why there is no verdict). :func:`error_reply` is the only mapping
+from exceptions to user text: every ``DetectorError`` (the bot's own errors included) carries a
+``user_message``; anything else is logged with its traceback and answered with a short apology.
+A failure is never turned into a score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from bot.core.errors import (
+    DownloadFailed,
+    FileTooLarge,
+    NotAnImage,
+    NotSupportedMedia,
+    RateLimited,
+)
+from detector.config import Band
+from detector.errors import (
+    DetectorBusy,
+    DetectorClosed,
+    DetectorError,
+    ImageError,
+    ImageTooLarge,
+    NoFaceFound,
+)
+from detector.results import Analysis, FaceResult
+
+_log = logging.getLogger(__name__)
+
+BAND_EMOJI: dict[Band, str] = {Band.FAKE: "🟥", Band.UNCERTAIN: "🟨", Band.REAL: "🟩"}
+
+CAVEAT = (
+    "The model judges faces only (face swaps, AI-generated faces); it can be wrong, "
+    "and a score is not proof either way."
+)
+APOLOGY = (
+    "Sorry, something went wrong on my side while checking this image. Please try again later."
+)
+
+
+class Hint(StrEnum):
+    """Advice attached to a verdict; adapters may word it for their platform."""
+
+    COMPRESSED = "compressed"
+
+
+DEFAULT_HINTS: Mapping[Hint, str] = {
+    Hint.COMPRESSED: (
+        "Tip: this picture was compressed by the chat app. Sending it as a file (uncompressed) "
+        "gives a more reliable answer."
+    ),
+}
+
+
+class Problem(StrEnum):
+    """Why a check has no verdict. Stable names for logs, metrics and adapters."""
+
+    NO_FACE = "no_face"
+    BUSY = "busy"
+    CLOSED = "closed"
+    RATE_LIMITED = "rate_limited"
+    TOO_LARGE = "too_large"
+    NOT_IMAGE = "not_image"
+    UNSUPPORTED_MEDIA = "unsupported_media"
+    UNREADABLE = "unreadable"
+    DOWNLOAD_FAILED = "download_failed"
+    INTERNAL = "internal"
+
+
+def format_percent(p: float) -> str:
+    """A probability as a whole percentage that never claims certainty it does not have."""
+    pct = p * 100.0
+    if pct < 1.0:
+        return "<1%"
+    if pct > 99.0:
+        return ">99%"
+    return f"{round(pct):d}%"
+
+
+def headline(band: Band, p_fake: float) -> str:
+    return (
+        f"{BAND_EMOJI[band]} {band.label} — {format_percent(p_fake)} "
+        "probability of a face manipulation"
+    )
+
+
+def _position(face: FaceResult, width: int) -> str:
+    centre = (face.box.x1 + face.box.x2) / 2
+    if centre < width / 3:
+        return "left"
+    if centre > 2 * width / 3:
+        return "right"
+    return "centre"
+
+
+def face_lines(analysis: Analysis) -> tuple[str, ...]:
+    """One line per face, numbered like the labels on the annotated image (#1, #2, …)."""
+    if len(analysis.faces) < 2:
+        return ()
+    lines = [f"{len(analysis.faces)} faces found; the verdict follows the most suspicious one."]
+    for number, face in enumerate(analysis.faces, start=1):
+        lines.append(
+            f"Face {number} ({_position(face, analysis.width)}): "
+            f"{BAND_EMOJI[face.band]} {format_percent(face.p_fake)}"
+        )
+    return tuple(lines)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A verdict on one image: what to say and the annotated picture to show with it."""
+
+    band: Band
+    p_fake: float
+    faces: int
+    headline: str
+    face_lines: tuple[str, ...] = ()
+    caveat: str = CAVEAT
+    image: bytes | None = field(default=None, repr=False)
+    hints: frozenset[Hint] = frozenset()
+
+    def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
+        parts = [self.headline, *self.face_lines, "", self.caveat]
+        parts += [hint_texts[h] for h in sorted(self.hints)]
+        return "\n".join(parts)
+
+    def summary(self) -> str:
+        """One line for a combined (album) reply."""
+        faces = f" ({self.faces} faces)" if self.faces > 1 else ""
+        return f"{BAND_EMOJI[self.band]} {self.band.label} — {format_percent(self.p_fake)}{faces}"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """No verdict, and why, in words for the sender."""
+
+    problem: Problem
+    message: str
+    short: str = ""  # for combined replies; the message when empty
+
+    def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
+        return self.message
+
+    def summary(self) -> str:
+        return self.short or self.message
+
+
+Reply = Verdict | Refusal
+
+
+def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -> Verdict:
+    return Verdict(
+        band=analysis.verdict,
+        p_fake=analysis.p_fake,
+        faces=len(analysis.faces),
+        headline=headline(analysis.verdict, analysis.p_fake),
+        face_lines=face_lines(analysis),
+        image=analysis.annotated_jpeg,
+        hints=hints,
+    )
+
+
+_PROBLEMS: tuple[tuple[type[DetectorError], Problem], ...] = (
+    # Most specific first: the bot's errors and ImageTooLarge are DetectorErrors too.
+    (RateLimited, Problem.RATE_LIMITED),
+    (FileTooLarge, Problem.TOO_LARGE),
+    (NotAnImage, Problem.NOT_IMAGE),
+    (NotSupportedMedia, Problem.UNSUPPORTED_MEDIA),
+    (DownloadFailed, Problem.DOWNLOAD_FAILED),
+    (NoFaceFound, Problem.NO_FACE),
+    (DetectorBusy, Problem.BUSY),
+    (DetectorClosed, Problem.CLOSED),
+    (ImageTooLarge, Problem.TOO_LARGE),
+    (ImageError, Problem.UNREADABLE),
+)
+
+_SHORT: dict[Problem, str] = {
+    Problem.NO_FACE: "No face found (the detector only judges faces).",
+    Problem.BUSY: "The detector was busy; please send this one again in a moment.",
+    Problem.NOT_IMAGE: "Not an image.",
+    Problem.DOWNLOAD_FAILED: "Could not be downloaded; please send it again.",
+}
+
+
+def error_reply(exc: BaseException) -> Refusal:
+    """The user-facing answer for a failed check. Unknown errors are logged with traceback."""
+    if isinstance(exc, DetectorError):
+        for kind, problem in _PROBLEMS:
+            if isinstance(exc, kind):
+                _log.debug("check refused (%s): %s", problem, exc)
+                return Refusal(problem, exc.user_message, _SHORT.get(problem, ""))
+    _log.error("unexpected error while checking an image", exc_info=exc)
+    return Refusal(Problem.INTERNAL, APOLOGY, "Something went wrong on my side.")
+
+
+def combined_text(replies: Sequence[Reply], hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
+    """One message covering several images (an album), in the order they were sent."""
+    if not replies:
+        raise ValueError("no replies to combine")
+    first = replies[0]
+    if all(r == first for r in replies):  # one image, or one refusal for all (rate limit)
+        return first.text(hint_texts)
+    lines = [f"Checked {len(replies)} images:"]
+    lines += [f"Image {i}: {reply.summary()}" for i, reply in enumerate(replies, start=1)]
+    verdicts = [r for r in replies if isinstance(r, Verdict)]
+    if verdicts:
+        lines += ["", CAVEAT]
+        hints = frozenset().union(*(v.hints for v in verdicts))
+        lines += [hint_texts[h] for h in sorted(hints)]
+    return "\n".join(lines)

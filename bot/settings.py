@@ -1,0 +1,130 @@
+"""The service's settings: one pydantic-settings class read from the environment (and ``.env``).
+
+Every field is documented in ``.env.example``; the environment names are part of the deployment
+contract (operators and docs rely on them). Nothing is read at import time: ``main`` builds one
+:class:`Settings` and passes it in.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+# Telegram accepts 1-256 characters A-Z, a-z, 0-9, _ and - as a webhook secret token.
+_SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")
+
+
+class Settings(BaseSettings):
+    """All settings of ``deepfake-bot run``. Field ``foo_bar`` is read from ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    # --- Telegram ---------------------------------------------------------------------------
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_file_url: str = "https://api.telegram.org/file/bot"
+    telegram_max_download_bytes: int = Field(default=20 * MB, gt=0)
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_poll_timeout_s: int = Field(default=30, ge=0, le=50)
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_listen: str = "0.0.0.0"
+    telegram_webhook_port: int = Field(default=8443, ge=0, le=65535)
+    telegram_concurrent_updates: int = Field(default=64, ge=1)
+    telegram_album_wait_s: float = Field(default=1.5, gt=0, le=30)
+    telegram_flood_max_retries: int = Field(default=3, ge=0)
+    telegram_flood_max_wait_s: float = Field(default=60.0, ge=0)
+
+    # --- Discord (used by the Discord bot; placeholders until it lands) ---------------------
+    discord_token: SecretStr | None = None
+    discord_api_url: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_test_guild: int | None = None
+
+    # --- detector -----------------------------------------------------------------------------
+    deepfake_bot_weights: Path | None = None
+    detector_family: str | None = None
+    detector_sha256: str | None = None
+    detector_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    detector_threads: int | None = Field(default=None, ge=1)
+    max_image_bytes: int = Field(default=25 * MB, gt=0)
+    max_image_pixels: int = Field(default=40_000_000, gt=0)
+    max_faces: int = Field(default=8, ge=1, le=32)
+
+    # --- checks (shared by every platform) -----------------------------------------------------
+    max_concurrent_checks: int = Field(default=8, ge=1)
+    check_queue_size: int = Field(default=32, ge=0)
+    rate_limit_per_minute: int = Field(default=10, ge=0)
+    download_timeout_s: float = Field(default=60.0, gt=0)
+    chat_settings_file: Path | None = None
+
+    # --- process --------------------------------------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_grace_s: float = Field(default=25.0, gt=0)
+    http_enabled: bool = True
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("telegram_token", "discord_token", "telegram_webhook_secret", mode="before")
+    @classmethod
+    def _strip_secret(cls, value: object) -> object:
+        # A token pasted with a trailing newline or blank means "not set", not a bad token.
+        if isinstance(value, str):
+            value = value.strip()
+            return value or None
+        return value
+
+    @field_validator("telegram_api_url", "telegram_file_url", "discord_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_complete(self) -> Settings:
+        if self.telegram_mode != "webhook":
+            return self
+        if not self.telegram_webhook_url:
+            raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_URL")
+        if urlsplit(self.telegram_webhook_url).scheme not in {"http", "https"}:
+            raise ValueError("TELEGRAM_WEBHOOK_URL must be an http(s) URL")
+        secret = self.telegram_webhook_secret
+        if secret is None:
+            raise ValueError("TELEGRAM_MODE=webhook needs TELEGRAM_WEBHOOK_SECRET")
+        if not _SECRET_TOKEN.fullmatch(secret.get_secret_value()):
+            raise ValueError(
+                "TELEGRAM_WEBHOOK_SECRET: 1-256 characters of A-Z, a-z, 0-9, _ and - only"
+            )
+        return self
+
+    @property
+    def telegram_webhook_path(self) -> str:
+        """The path the webhook server listens on: the path of ``TELEGRAM_WEBHOOK_URL``."""
+        return urlsplit(self.telegram_webhook_url or "").path or "/"
+
+    def secrets(self) -> list[str]:
+        """Every secret value that is set, for log redaction."""
+        out = []
+        for secret in (self.telegram_token, self.discord_token, self.telegram_webhook_secret):
+            if secret is not None and secret.get_secret_value():
+                out.append(secret.get_secret_value())
+        return out
