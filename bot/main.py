@@ -5,11 +5,18 @@ subcommands that need them, so ``--help`` stays fast."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.core import ChatSettings, ModelCard
+    from bot.settings import Settings
+    from detector.pipeline import Pipeline
 
 _log = logging.getLogger(__name__)
 
@@ -83,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-robustness", action="store_true", help="skip JPEG-50/half-res rows")
     ev.add_argument("--cache-dir", type=Path, default=None, help="face-box cache")
 
+    sub.add_parser(
+        "run",
+        help="run the chat bots (Telegram) and health endpoints; configured by environment "
+        "variables or .env (see .env.example)",
+    )
     train = sub.add_parser("train", help="train the Xception detector on a manifest CSV")
     train.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
     train.add_argument("--out", type=Path, default=Path("runs/xception"), help="run directory "
@@ -169,6 +181,88 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run() -> int:
+    """``deepfake-bot run``: settings from the environment, the detector, the bots."""
+    from pydantic import ValidationError
+
+    from bot.core import ChatSettings, ModelCard
+    from bot.runner import configure_logging
+    from bot.settings import Settings
+    from detector.errors import CheckpointError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        sys.stderr.write(f"deepfake-bot run: invalid settings:\n{exc}\n")
+        return 2
+    configure_logging(settings)
+    # python-telegram-bot: opt in to time periods as timedelta now (its future default)
+    # instead of a deprecation warning on every flood-control error.
+    os.environ.setdefault("PTB_TIMEDELTA", "1")
+    if settings.telegram_token is None:
+        reason = "no chat platform is configured: set TELEGRAM_TOKEN (see .env.example)"
+        if settings.discord_token is not None:
+            reason = "DISCORD_TOKEN is set, but this version has no Discord bot yet; " + reason
+        sys.stderr.write(f"deepfake-bot run: {reason}\n")
+        return 2
+    try:
+        chat_settings = ChatSettings.load(settings.chat_settings_file)
+        pipeline = build_pipeline(settings)
+    except (ValueError, CheckpointError) as exc:
+        sys.stderr.write(f"deepfake-bot run: {exc}\n")
+        return 2
+    card = ModelCard.from_config(pipeline.classifier.config)
+    return asyncio.run(_serve(settings, pipeline, card, chat_settings))
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    """The detector pipeline the settings describe (raises ``CheckpointError`` subclasses)."""
+    import torch
+
+    from detector.checkpoints import load_classifier, resolve_weights
+    from detector.cli import available_cores, runtime_options
+    from detector.faces import FaceFinder, FaceFinderOptions
+    from detector.images import ImageLimits
+    from detector.pipeline import Pipeline
+
+    torch.set_num_threads(settings.detector_threads or available_cores())
+    classifier = load_classifier(
+        resolve_weights(settings.deepfake_bot_weights),
+        family=settings.detector_family,
+        expected_sha256=settings.detector_sha256,
+        options=runtime_options(settings.detector_precision),
+    )
+    limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
+    return Pipeline(classifier, FaceFinder(FaceFinderOptions(max_faces=settings.max_faces)), limits)
+
+
+async def _serve(
+    settings: Settings, pipeline: Pipeline, card: ModelCard, chat_settings: ChatSettings
+) -> int:
+    from bot.http_health import HealthServer
+    from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
+    from detector.service import DetectorService, ServiceOptions
+
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    detector = DetectorService(pipeline, ServiceOptions(max_pending=settings.max_concurrent_checks))
+    checks = build_checks(settings, detector)
+    service = Service(
+        build_frontends(settings, checks, card, chat_settings),
+        checks,
+        detector,
+        grace_s=settings.shutdown_grace_s,
+    )
+    if settings.http_enabled:
+        service.health = HealthServer(settings.http_host, settings.http_port, lambda: service.ready)
+    try:
+        await serve(service, stop)
+    except Exception:
+        _log.exception("the service stopped on an error")
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _setup_logging(args.verbose)
@@ -184,6 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _eval(args)
     if args.command == "train":
         return _train(args)
+    if args.command == "run":
+        return _run()
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices
 
 

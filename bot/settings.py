@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
         extra="ignore",
         case_sensitive=False,
+        # Validation errors are printed; their inputs would include the tokens.
+        hide_input_in_errors=True,
     )
 
     # --- Telegram ---------------------------------------------------------------------------

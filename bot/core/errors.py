@@ -14,9 +14,14 @@ class BotError(DetectorError):
     """Base of the bot's own refusals. A ``DetectorError`` so that one mapping covers both."""
 
 
-def _mb(n: int) -> str:
+def _size(n: int) -> str:
+    """Bytes as people read file sizes: "31 MB", "2.5 MB", "800 KB"."""
     mb = n / (1024 * 1024)
-    return f"{mb:.0f} MB" if mb >= 10 or mb == int(mb) else f"{mb:.1f} MB"
+    if mb >= 10 or (mb >= 1 and mb == int(mb)):
+        return f"{mb:.0f} MB"
+    if mb >= 1:
+        return f"{mb:.1f} MB"
+    return f"{max(1, round(n / 1024))} KB"
 
 
 class FileTooLarge(BotError):
@@ -25,14 +30,14 @@ class FileTooLarge(BotError):
     def __init__(self, size: int | None, limit: int, *, platform_limit: str | None = None) -> None:
         self.size = size
         self.limit = limit
-        what = f"This file is {_mb(size)}" if size is not None else "This file is too large"
+        what = f"This file is {_size(size)}" if size is not None else "This file is too large"
         if platform_limit is not None:
             text = (
-                f"{what}; {platform_limit} lets bots download files of up to {_mb(limit)}. "
+                f"{what}; {platform_limit} lets bots download files of up to {_size(limit)}. "
                 "Please send a smaller version of the picture."
             )
         else:
-            text = f"{what}; I can check images of up to {_mb(limit)}."
+            text = f"{what}; I can check images of up to {_size(limit)}."
         super().__init__(f"file of {size} bytes over the {limit}-byte limit", user_message=text)
 
 

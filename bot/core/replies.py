@@ -205,8 +205,8 @@ def combined_text(replies: Sequence[Reply], hint_texts: Mapping[Hint, str] = DEF
     if not replies:
         raise ValueError("no replies to combine")
     first = replies[0]
-    if all(r == first for r in replies):  # one image, or one refusal for all (rate limit)
-        return first.text(hint_texts)
+    if len(replies) == 1 or (isinstance(first, Refusal) and all(r == first for r in replies)):
+        return first.text(hint_texts)  # one image, or one refusal for all (a rate limit)
     lines = [f"Checked {len(replies)} images:"]
     lines += [f"Image {i}: {reply.summary()}" for i, reply in enumerate(replies, start=1)]
     verdicts = [r for r in replies if isinstance(r, Verdict)]

@@ -10,6 +10,7 @@ Adding a part never blocks the update handler. Album tasks are the collector's o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ class AlbumCollector:
         self.wait_s = wait_s
         self._albums: dict[tuple[int, str], _Album] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._draining = False
 
     @property
     def collecting(self) -> int:
@@ -58,14 +60,14 @@ class AlbumCollector:
             return
         album.messages.append(message)
         album.deadline = min(now + self.wait_s, album.first_at + 3 * self.wait_s)
+        if self._draining:  # shutting down: no more parts will come
+            album.flush.set()
 
     async def _finish(self, key: tuple[int, str], album: _Album) -> None:
         loop = asyncio.get_running_loop()
         while not album.flush.is_set() and (delay := album.deadline - loop.time()) > 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(album.flush.wait(), delay)
-            except TimeoutError:
-                pass
         del self._albums[key]
         messages = sorted(album.messages, key=lambda m: m.message_id)
         try:
@@ -75,6 +77,7 @@ class AlbumCollector:
 
     async def drain(self) -> None:
         """Hand over every album still collecting, and wait until all are answered."""
+        self._draining = True
         for album in self._albums.values():
             album.flush.set()
         while self._tasks:

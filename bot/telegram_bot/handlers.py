@@ -10,17 +10,19 @@ looks manipulated or uncertain. Every handler answers its own errors; nothing bl
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 
-from telegram import Message, Update, User
+from telegram import Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.core import Band, ChatSettings, CheckService, ModelCard, Verdict
+from bot.core import ChatSettings, CheckService, ModelCard, Verdict
 from bot.telegram_bot import texts
 from bot.telegram_bot.albums import AlbumCollector
 from bot.telegram_bot.media import image_ref
-from bot.telegram_bot.send import chat_action, send_album_reply, send_reply
+from bot.telegram_bot.send import Where, chat_action, send_album_reply, send_reply
+from detector.config import Band
 
 _log = logging.getLogger(__name__)
 
@@ -48,14 +50,13 @@ class Handlers:
         albums: AlbumCollector,
         *,
         download_limit: int,
-        rate_limit_per_minute: int,
     ) -> None:
         self.checks = checks
         self.chat_settings = chat_settings
         self.card = card
         self.albums = albums
         self.download_limit = download_limit
-        self.help_text = texts.help_text(checks.limits, rate_limit_per_minute)
+        self.help_text = texts.help_text(checks.limits, checks.rate_limiter.limit)
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -97,7 +98,7 @@ class Handlers:
             await self._answer(update, texts.AUTOSCAN_USAGE.format(state=state))
             return
         try:
-            if not await self._is_admin(context, chat.id, message.from_user):
+            if not await self._is_admin(context, message):
                 await self._answer(update, texts.AUTOSCAN_ADMINS_ONLY)
                 return
             if arg == "on" and not await self._sees_all_messages(context, chat.id):
@@ -133,10 +134,16 @@ class Handlers:
         await self._autoscan_album(context, [message])
 
     async def caption_check(self, update: Update, context: Context) -> None:
-        """A picture posted in a group with ``/check`` as its caption."""
+        """A picture posted in a group with ``/check`` (or ``/check@<this bot>``) as its
+        caption."""
         message = update.effective_message
-        if message is not None:
-            await self._check_one(context, message, message)
+        if message is None or message.caption is None:
+            return
+        command = message.caption.split(maxsplit=1)[0]
+        addressee = command.partition("@")[2]
+        if addressee and addressee.lower() != (context.bot.username or "").lower():
+            return  # meant for another bot
+        await self._check_one(context, message, message)
 
     async def private_other(self, update: Update, context: Context) -> None:
         await self._answer(update, texts.PRIVATE_FALLBACK)
@@ -152,19 +159,20 @@ class Handlers:
         ref = image_ref(target, context.bot, self.download_limit)
         if ref is None:
             return
-        async with chat_action(context.bot, asked.chat_id):
+        where = Where.answering(asked)
+        async with chat_action(context.bot, where):
             reply = await self.checks.check(sender_key(asked), ref)
-        await self._send(send_reply(context.bot, asked.chat_id, reply, asked.message_id))
+        await self._send(send_reply(context.bot, where, reply))
 
     async def _check_album(self, context: Context, parts: list[Message]) -> None:
         refs = [image_ref(m, context.bot, self.download_limit) for m in parts]
         wanted = [ref for ref in refs if ref is not None]
         if not wanted:
             return
-        first = parts[0]
-        async with chat_action(context.bot, first.chat_id):
-            replies = await self.checks.check_many(sender_key(first), wanted)
-        await self._send(send_album_reply(context.bot, first.chat_id, replies, first.message_id))
+        where = Where.answering(parts[0])
+        async with chat_action(context.bot, where):
+            replies = await self.checks.check_many(sender_key(parts[0]), wanted)
+        await self._send(send_album_reply(context.bot, where, replies))
 
     async def _autoscan_album(self, context: Context, parts: list[Message]) -> None:
         """Auto-scan stays quiet unless something looks manipulated or uncertain: a group does
@@ -176,14 +184,16 @@ class Handlers:
                 continue
             reply = await self.checks.check(f"telegram:autoscan:{chat_id}", ref)
             if isinstance(reply, Verdict) and reply.band is not Band.REAL:
-                await self._send(send_reply(context.bot, chat_id, reply, message.message_id))
+                await self._send(send_reply(context.bot, Where.answering(message), reply))
             else:
                 _log.debug("auto-scan: nothing to report (%s)", type(reply).__name__)
 
-    async def _is_admin(self, context: Context, chat_id: int, user: User | None) -> bool:
-        if user is None:  # an anonymous admin posting as the group
-            return True
-        member = await context.bot.get_chat_member(chat_id, user.id)
+    async def _is_admin(self, context: Context, message: Message) -> bool:
+        if message.sender_chat is not None and message.sender_chat.id == message.chat_id:
+            return True  # an anonymous admin, posting as the group itself
+        if message.from_user is None:
+            return False
+        member = await context.bot.get_chat_member(message.chat_id, message.from_user.id)
         return member.status in _ADMINS
 
     async def _sees_all_messages(self, context: Context, chat_id: int) -> bool:
@@ -195,12 +205,13 @@ class Handlers:
     async def _answer(self, update: Update, text: str) -> None:
         message = update.effective_message
         if message is not None:
-            await self._send(message.reply_text(text, do_quote=message.chat.type != ChatType.PRIVATE))
+            quote = message.chat.type != ChatType.PRIVATE
+            await self._send(message.reply_text(text, do_quote=quote))
 
-    async def _send(self, sending: object) -> None:
+    async def _send(self, sending: Awaitable[object]) -> None:
         """Await a send; a reply that cannot be delivered (blocked bot, deleted chat, flood
         control beyond our patience) is logged, not raised into PTB."""
         try:
-            await sending  # type: ignore[misc]
+            await sending
         except TelegramError as exc:
             _log.warning("could not deliver a reply: %s", exc)

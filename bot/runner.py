@@ -1,0 +1,182 @@
+"""``deepfake-bot run``: every chat adapter, the core and the health server on one event loop.
+
+Start-up: the core around the detector, the health server, then each adapter. Shutdown, on
+SIGTERM or SIGINT (a second signal kills the process the default way): readiness goes to 503,
+every adapter stops taking new work, then each finishes what it took in (running checks reply),
+then the detector closes and the health server stops; all within ``SHUTDOWN_GRACE_S``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Protocol
+
+from bot.core import (
+    Admission,
+    ChatSettings,
+    CheckLimits,
+    CheckService,
+    Detector,
+    ModelCard,
+    SlidingWindowLimiter,
+)
+from bot.http_health import HealthServer
+from bot.settings import Settings
+
+_log = logging.getLogger(__name__)
+
+# httpx logs every request URL at INFO, and Bot API URLs contain the token.
+_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+
+
+class Frontend(Protocol):
+    """A chat adapter as the runner drives it."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop_intake(self) -> None: ...
+
+    async def finish(self) -> None: ...
+
+
+class RedactSecrets(logging.Filter):
+    """Replace secret values (tokens) wherever they would appear in a log line."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        redacted, exc_text = message, record.exc_text
+        for secret in self._secrets:
+            redacted = redacted.replace(secret, "[redacted]")
+            if exc_text:
+                exc_text = exc_text.replace(secret, "[redacted]")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        record.exc_text = exc_text
+        return True
+
+
+def configure_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactSecrets(settings.secrets()))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level)
+    for name, level in _QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(max(level, root.level))
+
+
+def build_checks(settings: Settings, detector: Detector) -> CheckService:
+    return CheckService(
+        detector,
+        limits=CheckLimits(
+            max_image_bytes=settings.max_image_bytes,
+            max_faces=settings.max_faces,
+            download_timeout_s=settings.download_timeout_s,
+        ),
+        admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
+        rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),
+    )
+
+
+def build_frontends(
+    settings: Settings, checks: CheckService, card: ModelCard, chat_settings: ChatSettings
+) -> list[Frontend]:
+    frontends: list[Frontend] = []
+    if settings.telegram_token is not None:
+        from bot.telegram_bot import TelegramBot
+
+        frontends.append(TelegramBot(settings, checks, chat_settings, card))
+    return frontends
+
+
+class Service:
+    """The running service: adapters around one ``CheckService`` and one detector."""
+
+    def __init__(
+        self,
+        frontends: Sequence[Frontend],
+        checks: CheckService,
+        detector: Detector,
+        *,
+        health: HealthServer | None = None,
+        grace_s: float = 25.0,
+    ) -> None:
+        self.frontends = list(frontends)
+        self.checks = checks
+        self.detector = detector
+        self.health = health
+        self.grace_s = grace_s
+        self.ready = False
+        self._started: list[Frontend] = []
+
+    async def start(self) -> None:
+        if self.health is not None:
+            await self.health.start()
+        for frontend in self.frontends:
+            await frontend.start()
+            self._started.append(frontend)
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Stop intake everywhere, finish in-flight work, then close the detector."""
+        self.ready = False
+        try:
+            async with asyncio.timeout(self.grace_s):
+                for frontend in self._started:
+                    await frontend.stop_intake()
+                await asyncio.gather(*(f.finish() for f in self._started))
+                await self.checks.wait_idle()
+        except TimeoutError:
+            _log.warning("shutdown grace of %.0f s ran out; stopping anyway", self.grace_s)
+        self.checks.stop_intake()
+        try:
+            await self.detector.close()
+        finally:
+            if self.health is not None:
+                await self.health.stop()
+        _log.info("stopped")
+
+
+async def serve(service: Service, stop: asyncio.Event) -> None:
+    """Start ``service``, run until ``stop`` is set, then stop it in order."""
+    try:
+        await service.start()
+        _log.info("running; send SIGTERM or SIGINT to stop")
+        await stop.wait()
+        _log.info("stopping: no new work, finishing in-flight checks")
+    finally:
+        await service.stop()
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT set ``stop`` once; after that they get their default behaviour back."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+
+    def on_signal(signum: int) -> None:
+        _log.info("received %s", signal.Signals(signum).name)
+        stop.set()
+        for sig in signals:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal, sig)
