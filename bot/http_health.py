@@ -26,9 +26,9 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port, shutdown_timeout=1.0).start()
+        await web.TCPSite(self._runner, self.host, self.port).start()
         if self.port == 0:
             self.port = int(self._runner.addresses[0][1])
         _log.info("health endpoints on http://%s:%d/healthz and /readyz", self.host, self.port)
