@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import sys
@@ -95,6 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the chat bots (Telegram) and health endpoints; configured by environment "
         "variables or .env (see .env.example)",
     )
+    cal = sub.add_parser("calibrate", help="fit temperature and verdict thresholds on a split "
+                         "and write the weights with them (project format)")
+    cal.add_argument("manifest", type=Path)
+    cal.add_argument("--weights", type=Path, required=True)
+    cal.add_argument("--family", default=None)
+    cal.add_argument("--out", type=Path, required=True, help="output .safetensors")
+    cal.add_argument("--split", default="val")
+    cal.add_argument("--name", default=None, help="model name shown to users")
+    cal.add_argument("--cache-dir", type=Path, default=None)
+
     train = sub.add_parser("train", help="train the Xception detector on a manifest CSV")
     train.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
     train.add_argument("--out", type=Path, default=Path("runs/xception"), help="run directory "
@@ -276,6 +287,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_bench(args)
     if args.command == "eval":
         return _eval(args)
+    if args.command == "calibrate":
+        from detector.train import run_calibration
+
+        out, report = run_calibration(args.weights, args.manifest, args.out, args.split,
+                                      args.family, args.cache_dir, args.name)
+        print(json.dumps({"out": str(out), **report}, indent=2))  # noqa: T201
+        return 0
     if args.command == "train":
         return _train(args)
     if args.command == "run":

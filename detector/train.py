@@ -51,7 +51,7 @@ from detector.data import (
 from detector.faces import Box
 from detector.images import ImageLimits, decode_image
 from detector.metrics import roc_auc
-from detector.model import bf16_supported, build_xception
+from detector.model import Classifier, RuntimeOptions, bf16_supported, build_xception
 
 _log = logging.getLogger(__name__)
 
@@ -461,7 +461,13 @@ def calibrate_model(
     bf16: bool,
 ) -> tuple[ModelConfig, dict[str, float]]:
     """Temperature and band thresholds fitted on (validation) crops."""
-    m = margins(model, inputs, bf16, channels_last=True)
+    clf = Classifier(model, base.replace(temperature=1.0), RuntimeOptions(
+        "bf16" if bf16 else "fp32", channels_last=True))
+    chunks = []
+    for i in range(0, len(inputs), 64):
+        z = clf.logits(inputs[i : i + 64])
+        chunks.append((z[:, 1] - z[:, 0]).double().numpy())
+    m = np.concatenate(chunks)
     temperature = fit_temperature(m, labels)
     p = 1.0 / (1.0 + np.exp(-m / temperature))
     bands = choose_thresholds(p, labels)
@@ -500,3 +506,34 @@ def run_training(opts: TrainOptions) -> Path:
         final,
     )
     return final
+
+
+def run_calibration(
+    weights: Path,
+    manifest: Path,
+    out: Path,
+    split: str = "val",
+    family: str | None = None,
+    cache_dir: Path | None = None,
+    name: str | None = None,
+) -> tuple[Path, dict[str, float]]:
+    """Calibrate any supported checkpoint on a manifest split (temperature and verdict bands)
+    and write it in the project's own format, carrying the fitted config."""
+    from detector.checkpoints import load_checkpoint
+
+    loaded = load_checkpoint(weights, family=family)
+    cfg = loaded.config
+    if cfg.head != "softmax" or cfg.num_classes != 2 or cfg.fake_index != 1:
+        raise ValueError("calibration is implemented for two-class softmax heads (fake index 1)")
+    samples = read_manifest(manifest, split)
+    regions = RegionCache(cache_dir or default_cache_dir(), cfg.crop_scale).regions(samples)
+    pairs, skipped = usable(samples, regions)
+    if skipped:
+        _log.info("calibration: %d images without a face skipped", len(skipped))
+    inputs = load_inputs(pairs, cfg.input_size, cfg.interpolation)
+    labels = np.array([s.label for s, _ in pairs], dtype=np.int64)
+    model = loaded.module.to(memory_format=torch.channels_last)
+    base = cfg.replace(temperature=1.0, name=name or cfg.name)
+    config, report = calibrate_model(model, base, inputs, labels, bf16_supported())
+    save_checkpoint(model, config, out, dtype=torch.float16)
+    return out, report

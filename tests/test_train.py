@@ -84,3 +84,18 @@ def test_augmentations_keep_shape_and_range() -> None:
     assert mask.max() > 0.9 and mask[0, 0] < 0.05  # face centre in, corners out
     box = jitter_box(Box(10, 10, 50, 50), 64, 64, 0.1, rng)
     assert box.width == box.height and box.x1 >= 0 and box.x2 <= 64 and box.y2 <= 64
+
+
+def test_calibrate_command_writes_a_calibrated_checkpoint(
+    tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from bot.main import main
+
+    out = tmp_path / "calibrated.safetensors"
+    assert main(["calibrate", str(tiny_set), "--weights", str(tiny_checkpoint), "--out", str(out),
+                 "--cache-dir", str(tmp_path / "c"), "--name", "calibrated tiny"]) == 0
+    loaded = load_checkpoint(out)
+    assert loaded.config.name == "calibrated tiny" and loaded.config.input_size == 64
+    low, high = loaded.config.thresholds
+    assert 0.05 <= low <= high <= 0.95
+    assert loaded.config.temperature != 1.0

@@ -62,6 +62,16 @@ class DownloadFailed(BotError):
     user_message = "I could not download this image. Please send it again."
 
 
+class UrlRefused(BotError):
+    """An image link the bot will not fetch: not http(s), or pointing at a private, loopback or
+    otherwise non-public address (which would let anyone probe the bot's own network)."""
+
+    user_message = (
+        "I can only fetch images from public http(s) links. Attach the image instead, or use a "
+        "direct link to the picture."
+    )
+
+
 class RateLimited(BotError):
     """The sender used up their checks for now; ``retry_after_s`` says when the next one fits."""
 

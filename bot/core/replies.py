@@ -20,6 +20,7 @@ from bot.core.errors import (
     NotAnImage,
     NotSupportedMedia,
     RateLimited,
+    UrlRefused,
 )
 from detector.config import Band
 from detector.errors import (
@@ -71,6 +72,7 @@ class Problem(StrEnum):
     UNSUPPORTED_MEDIA = "unsupported_media"
     UNREADABLE = "unreadable"
     DOWNLOAD_FAILED = "download_failed"
+    URL_REFUSED = "url_refused"
     INTERNAL = "internal"
 
 
@@ -100,6 +102,30 @@ def _position(face: FaceResult, width: int) -> str:
     return "centre"
 
 
+@dataclass(frozen=True)
+class FaceScore:
+    """One face of a verdict, numbered like the labels on the annotated image (#1, #2, …),
+    for adapters that lay faces out themselves (Discord embed fields)."""
+
+    number: int
+    position: str  # "left", "centre" or "right" third of the picture
+    band: Band
+    p_fake: float
+
+    def label(self) -> str:
+        return f"Face {self.number} ({self.position})"
+
+    def score(self) -> str:
+        return f"{BAND_EMOJI[self.band]} {format_percent(self.p_fake)}"
+
+
+def face_scores(analysis: Analysis) -> tuple[FaceScore, ...]:
+    return tuple(
+        FaceScore(number, _position(face, analysis.width), face.band, face.p_fake)
+        for number, face in enumerate(analysis.faces, start=1)
+    )
+
+
 def face_lines(analysis: Analysis) -> tuple[str, ...]:
     """One line per face, numbered like the labels on the annotated image (#1, #2, …)."""
     if len(analysis.faces) < 2:
@@ -125,6 +151,7 @@ class Verdict:
     caveat: str = CAVEAT
     image: bytes | None = field(default=None, repr=False)
     hints: frozenset[Hint] = frozenset()
+    face_scores: tuple[FaceScore, ...] = ()
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
         parts = [self.headline, *self.face_lines, "", self.caveat]
@@ -164,6 +191,7 @@ def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -
         face_lines=face_lines(analysis),
         image=analysis.annotated_jpeg,
         hints=hints,
+        face_scores=face_scores(analysis),
     )
 
 
@@ -174,6 +202,7 @@ _PROBLEMS: tuple[tuple[type[DetectorError], Problem], ...] = (
     (NotAnImage, Problem.NOT_IMAGE),
     (NotSupportedMedia, Problem.UNSUPPORTED_MEDIA),
     (DownloadFailed, Problem.DOWNLOAD_FAILED),
+    (UrlRefused, Problem.URL_REFUSED),
     (NoFaceFound, Problem.NO_FACE),
     (DetectorBusy, Problem.BUSY),
     (DetectorClosed, Problem.CLOSED),
