@@ -90,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write roc.png and reliability.png here")
     ev.add_argument("--no-robustness", action="store_true", help="skip JPEG-50/half-res rows")
     ev.add_argument("--cache-dir", type=Path, default=None, help="face-box cache")
+    ev.add_argument("--stamp-into", type=Path, default=None, metavar="OUT",
+                    help="write a copy of the (project-format) weights whose config carries "
+                    "the measured figures, as the bots' /about shows them")
+    ev.add_argument("--stamp-dtype", choices=["fp16", "fp32"], default="fp16",
+                    help="storage precision of the --stamp-into copy")
 
     sub.add_parser(
         "run",
@@ -158,6 +163,17 @@ def _eval(args: argparse.Namespace) -> int:
     if args.plots is not None:
         for path in write_plots(result, args.plots):
             err.print(f"wrote {path}")
+    if args.stamp_into is not None:
+        from detector.checkpoints import load_checkpoint, resolve_weights, save_checkpoint
+        from detector.evaluate import card_figures
+
+        loaded = load_checkpoint(resolve_weights(args.weights), family=args.family)
+        config = loaded.config.replace(extra={**loaded.config.extra, **card_figures(result)})
+        import torch
+
+        dtype = torch.float16 if args.stamp_dtype == "fp16" else torch.float32
+        digest = save_checkpoint(loaded.module, config, args.stamp_into, dtype=dtype)
+        err.print(f"wrote {args.stamp_into} (sha256 {digest})")
     return 0
 
 

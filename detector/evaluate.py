@@ -263,3 +263,20 @@ def render_text(result: EvalResult) -> str:
 
 def write_json(result: EvalResult, path: Path) -> None:
     path.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+
+
+def card_figures(result: EvalResult) -> dict[str, str]:
+    """Short, user-facing figures for the checkpoint's config (shown by the bots' /about)."""
+    o = result.overall
+    out = {
+        f"AUC on {result.split} ({o['n']} faces, all sources)": f"{o['auc']:.3f}",
+        f"accuracy at 50% on {result.split}": f"{o['acc']:.3f}",
+        "calibration error (ECE)": f"{o['ece']:.3f}",
+    }
+    for name, m in result.by_source.items():
+        if m["auc"] is not None:
+            out[f"AUC on {name}"] = f"{m['auc']:.3f}"
+    jpeg = result.robustness.get("jpeg_q50")
+    if jpeg and jpeg["auc_drop"] is not None:
+        out["AUC change after JPEG quality 50"] = f"{-jpeg['auc_drop']:+.3f}"
+    return out

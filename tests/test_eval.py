@@ -37,6 +37,19 @@ def test_eval_json_schema_skips_listed_and_plots(
     assert "overall" in text and "No face found" in text
 
 
+def test_eval_stamps_figures_into_a_copy_of_the_weights(
+    tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from detector.checkpoints import load_checkpoint
+
+    stamped = tmp_path / "stamped.safetensors"
+    assert main(["eval", str(tiny_set), "--weights", str(tiny_checkpoint), "--no-robustness",
+                 "--cache-dir", str(tmp_path), "--stamp-into", str(stamped)]) == 0
+    extra = load_checkpoint(stamped).config.extra
+    assert any(k.startswith("AUC on val") for k in extra)
+    assert "AUC on a" in extra and "AUC on b" in extra
+
+
 def test_eval_all_rows(tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "eval.json"
     assert main(["eval", str(tiny_set), "--weights", str(tiny_checkpoint), "--split", "all",

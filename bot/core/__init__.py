@@ -13,10 +13,12 @@ from bot.core.errors import (
     NotAnImage,
     NotSupportedMedia,
     RateLimited,
+    UrlRefused,
 )
 from bot.core.model_card import ModelCard
 from bot.core.ratelimit import SlidingWindowLimiter
 from bot.core.replies import (
+    FaceScore,
     Hint,
     Problem,
     Refusal,
@@ -35,6 +37,7 @@ __all__ = [
     "CheckService",
     "Detector",
     "DownloadFailed",
+    "FaceScore",
     "FileTooLarge",
     "Hint",
     "ImageRef",
@@ -46,6 +49,7 @@ __all__ = [
     "Refusal",
     "Reply",
     "SlidingWindowLimiter",
+    "UrlRefused",
     "Verdict",
     "combined_text",
     "error_reply",
