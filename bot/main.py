@@ -98,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser(
         "run",
-        help="run the chat bots (Telegram) and health endpoints; configured by environment "
-        "variables or .env (see .env.example)",
+        help="run the chat bots (Telegram, Discord) and health endpoints; configured by "
+        "environment variables or .env (see .env.example)",
     )
     cal = sub.add_parser("calibrate", help="fit temperature and verdict thresholds on a split "
                          "and write the weights with them (project format)")
@@ -226,11 +226,11 @@ def _run() -> int:
     # python-telegram-bot: opt in to time periods as timedelta now (its future default)
     # instead of a deprecation warning on every flood-control error.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
-    if settings.telegram_token is None:
-        reason = "no chat platform is configured: set TELEGRAM_TOKEN (see .env.example)"
-        if settings.discord_token is not None:
-            reason = "DISCORD_TOKEN is set, but this version has no Discord bot yet; " + reason
-        sys.stderr.write(f"deepfake-bot run: {reason}\n")
+    if settings.telegram_token is None and settings.discord_token is None:
+        sys.stderr.write(
+            "deepfake-bot run: no chat platform is configured: set TELEGRAM_TOKEN and/or "
+            "DISCORD_TOKEN (see .env.example)\n"
+        )
         return 2
     try:
         chat_settings = ChatSettings.load(settings.chat_settings_file)
@@ -272,10 +272,16 @@ async def _serve(
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
+    lost: list[BaseException] = []
+
+    def on_fatal(error: BaseException) -> None:  # a platform is gone for good: stop, exit 1
+        lost.append(error)
+        stop.set()
+
     detector = DetectorService(pipeline, ServiceOptions(max_pending=settings.max_concurrent_checks))
     checks = build_checks(settings, detector)
     service = Service(
-        build_frontends(settings, checks, card, chat_settings),
+        build_frontends(settings, checks, card, chat_settings, on_fatal=on_fatal),
         checks,
         detector,
         grace_s=settings.shutdown_grace_s,
@@ -287,7 +293,7 @@ async def _serve(
     except Exception:
         _log.exception("the service stopped on an error")
         return 1
-    return 0
+    return 1 if lost else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

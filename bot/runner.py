@@ -1,4 +1,5 @@
-"""``deepfake-bot run``: every chat adapter, the core and the health server on one event loop.
+"""``deepfake-bot run``: every chat adapter (Telegram, Discord), the core and the health server
+on one event loop, sharing one detector.
 
 Start-up: the core around the detector, the health server, then each adapter. Shutdown, on
 SIGTERM or SIGINT (a second signal kills the process the default way): readiness goes to 503,
@@ -13,7 +14,7 @@ import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from bot.core import (
@@ -30,8 +31,15 @@ from bot.settings import Settings
 
 _log = logging.getLogger(__name__)
 
-# httpx logs every request URL at INFO, and Bot API URLs contain the token.
-_QUIET_LOGGERS = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
+# httpx logs every request URL at INFO, and Bot API URLs contain the token. discord.py logs
+# gateway payloads (message text) and webhook URLs (interaction tokens) at DEBUG; aiosqlite
+# every statement.
+_QUIET_LOGGERS = {
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "discord": logging.INFO,
+    "aiosqlite": logging.INFO,
+}
 
 
 class Frontend(Protocol):
@@ -97,13 +105,25 @@ def build_checks(settings: Settings, detector: Detector) -> CheckService:
 
 
 def build_frontends(
-    settings: Settings, checks: CheckService, card: ModelCard, chat_settings: ChatSettings
+    settings: Settings,
+    checks: CheckService,
+    card: ModelCard,
+    chat_settings: ChatSettings,
+    *,
+    on_fatal: Callable[[BaseException], None] | None = None,
 ) -> list[Frontend]:
+    """One adapter per platform whose token is set, all on the same ``checks`` (one detector).
+    ``on_fatal`` is called when an adapter loses its platform for good after start-up (the
+    Discord gateway refusing the session), so the process can stop and be restarted."""
     frontends: list[Frontend] = []
     if settings.telegram_token is not None:
         from bot.telegram_bot import TelegramBot
 
         frontends.append(TelegramBot(settings, checks, chat_settings, card))
+    if settings.discord_token is not None:
+        from bot.discord_bot import DiscordBot
+
+        frontends.append(DiscordBot(settings, checks, card, on_fatal=on_fatal))
     return frontends
 
 

@@ -50,11 +50,21 @@ class Settings(BaseSettings):
     telegram_flood_max_retries: int = Field(default=3, ge=0)
     telegram_flood_max_wait_s: float = Field(default=60.0, ge=0)
 
-    # --- Discord (used by the Discord bot; placeholders until it lands) ---------------------
+    # --- Discord -----------------------------------------------------------------------------
     discord_token: SecretStr | None = None
     discord_api_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str = "wss://gateway.discord.gg/"
-    discord_test_guild: int | None = None
+    discord_test_guild: int | None = Field(default=None, gt=0)
+    discord_sync_commands: bool = True
+    discord_message_content: bool = True
+    discord_settings_db: Path = Path("data/discord.sqlite3")
+    discord_max_images: int = Field(default=10, ge=1, le=10)
+    discord_url_checks: bool = True
+    discord_shard_count: int | Literal["auto"] | None = None
+    discord_shard_ids: list[int] | None = None
+    discord_connect_timeout_s: float = Field(default=60.0, gt=0)
+    discord_guild_ready_timeout_s: float = Field(default=2.0, ge=0)
+    discord_max_ratelimit_wait_s: float = Field(default=30.0, gt=0)
 
     # --- detector -----------------------------------------------------------------------------
     deepfake_bot_weights: Path | None = None
@@ -100,6 +110,34 @@ class Settings(BaseSettings):
         if urlsplit(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s) URL")
         return value
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _ws_url(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"ws", "wss"}:
+            raise ValueError("must be a ws(s) URL")
+        return value
+
+    @field_validator("discord_shard_count")
+    @classmethod
+    def _shard_count(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be 'auto' or a number of shards (1 or more)")
+        return value
+
+    @model_validator(mode="after")
+    def _shards_consistent(self) -> Settings:
+        ids = self.discord_shard_ids
+        if ids is None:
+            return self
+        count = self.discord_shard_count
+        if not isinstance(count, int):
+            raise ValueError("DISCORD_SHARD_IDS needs a numeric DISCORD_SHARD_COUNT")
+        if not ids or len(set(ids)) != len(ids) or any(not 0 <= i < count for i in ids):
+            raise ValueError(
+                f"DISCORD_SHARD_IDS: distinct shard numbers from 0 to {count - 1}, e.g. [0, 1]"
+            )
+        return self
 
     @model_validator(mode="after")
     def _webhook_complete(self) -> Settings:

@@ -218,7 +218,8 @@ class UrlFetcher:
             async with asyncio.timeout(self.timeout_s):
                 return await self._follow(session, url)
         except TimeoutError as exc:
-            raise DownloadFailed(f"fetching the link took more than {self.timeout_s:.0f} s") from exc
+            took = f"fetching the link took more than {self.timeout_s:.0f} s"
+            raise DownloadFailed(took) from exc
         except aiohttp.ClientError as exc:
             raise DownloadFailed(f"fetching the link failed: {type(exc).__name__}") from exc
 
@@ -250,4 +251,3 @@ class UrlFetcher:
 def networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Parse CIDR strings (for tests and tools building an :class:`AddressPolicy`)."""
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
-
