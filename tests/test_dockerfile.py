@@ -97,7 +97,7 @@ async def test_healthcheck_command_passes_against_the_health_server() -> None:
 @pytest.mark.slow
 def test_build_stage_wheel_holds_the_packages_and_the_entry_point(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
          "-w", str(tmp_path), str(REPO)],
         check=True, timeout=300,
     )
