@@ -213,7 +213,13 @@ async def _service_figures(
 
         n = concurrent * max(2, repeats // 8)
         t0 = time.perf_counter()
-        await asyncio.gather(*(service.analyze(jpeg) for _ in range(n)))
+        sem = asyncio.Semaphore(concurrent)
+
+        async def one() -> None:
+            async with sem:
+                await service.analyze(jpeg)
+
+        await asyncio.gather(*(one() for _ in range(n)))
         out["concurrent_ips"] = n / (time.perf_counter() - t0)
         sizes = service.stats.batch_sizes
         out["mean_batch"] = sum(k * v for k, v in sizes.items()) / max(sum(sizes.values()), 1)

@@ -44,6 +44,29 @@ def fit_temperature(margins: npt.ArrayLike, labels: npt.ArrayLike) -> float:
     return math.exp((lo + hi) / 2)
 
 
+def fit_platt(margins: npt.ArrayLike, labels: npt.ArrayLike) -> tuple[float, float]:
+    """(T, b) minimising the NLL of sigmoid(margin / T + b): temperature scaling plus an offset
+    (Platt 1999), by Newton's method on the 1-D logistic regression ``a * margin + b``."""
+    m = np.asarray(margins, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if len(m) == 0 or y.min() == y.max():
+        raise ValueError("calibration needs both classes")
+    a = 1.0 / fit_temperature(m, y)  # a good start: the pure temperature solution
+    b = 0.0
+    x = np.stack([m, np.ones_like(m)], axis=1)
+    for _ in range(50):
+        p = 1.0 / (1.0 + np.exp(-(a * m + b)))
+        grad = x.T @ (p - y) / len(m)
+        hess = (x * (p * (1 - p))[:, None]).T @ x / len(m) + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-10:
+            break
+    if not (math.isfinite(a) and math.isfinite(b)) or a <= 0:
+        raise ValueError("the scores do not rise with the fake label: cannot calibrate")
+    return 1.0 / a, float(b)
+
+
 @dataclass(frozen=True)
 class BandThresholds:
     low: float

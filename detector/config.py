@@ -59,6 +59,9 @@ class ModelConfig:
     head: Head = "softmax"
     fake_index: int = 1
     temperature: float = 1.0
+    # Platt offset added to the temperature-scaled fake-vs-real logit margin: corrects a model
+    # whose training prior differs from the data it is calibrated on (e.g. extra pseudo-fakes).
+    logit_bias: float = 0.0
     thresholds: tuple[float, float] = (0.3, 0.7)
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
@@ -69,6 +72,8 @@ class ModelConfig:
             raise ValueError(f"need 0 <= low <= high <= 1, got thresholds {self.thresholds}")
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"temperature must be positive, got {self.temperature}")
+        if not math.isfinite(self.logit_bias):
+            raise ValueError(f"logit_bias must be finite, got {self.logit_bias}")
         if self.input_size < 32:
             raise ValueError(f"input_size too small: {self.input_size}")
         if self.head == "softmax" and not (0 <= self.fake_index < self.num_classes):

@@ -61,10 +61,16 @@ class RuntimeOptions:
 
 
 def logits_to_p_fake(logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:
-    """P(fake) from raw logits, with the config's head semantics and temperature."""
+    """P(fake) from raw logits, with the config's head semantics, temperature and offset.
+
+    For two classes, softmax(z / T)[fake] = sigmoid((z_fake - z_real) / T): the calibrated
+    probability is sigmoid(margin / T + logit_bias) (Platt scaling)."""
     logits = logits.float()
     if config.head == "sigmoid":
-        return torch.sigmoid(logits[:, 0] / config.temperature)
+        return torch.sigmoid(logits[:, 0] / config.temperature + config.logit_bias)
+    if config.num_classes == 2:
+        margin = logits[:, config.fake_index] - logits[:, 1 - config.fake_index]
+        return torch.sigmoid(margin / config.temperature + config.logit_bias)
     return torch.softmax(logits / config.temperature, dim=1)[:, config.fake_index]
 
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from detector import augment
 from detector.augment import AugmentOptions
-from detector.calibrate import choose_thresholds, fit_temperature
+from detector.calibrate import choose_thresholds, fit_platt
 from detector.checkpoints import save_checkpoint
 from detector.config import HALF, ModelConfig
 from detector.data import (
@@ -460,20 +460,23 @@ def calibrate_model(
     labels: npt.NDArray[np.int64],
     bf16: bool,
 ) -> tuple[ModelConfig, dict[str, float]]:
-    """Temperature and band thresholds fitted on (validation) crops."""
-    clf = Classifier(model, base.replace(temperature=1.0), RuntimeOptions(
-        "bf16" if bf16 else "fp32", channels_last=True))
+    """Temperature, logit offset (Platt) and band thresholds fitted on (validation) crops."""
+    uncalibrated = base.replace(temperature=1.0, logit_bias=0.0)
+    clf = Classifier(model, uncalibrated, RuntimeOptions("bf16" if bf16 else "fp32", True))
     chunks = []
     for i in range(0, len(inputs), 64):
         z = clf.logits(inputs[i : i + 64])
         chunks.append((z[:, 1] - z[:, 0]).double().numpy())
     m = np.concatenate(chunks)
-    temperature = fit_temperature(m, labels)
-    p = 1.0 / (1.0 + np.exp(-m / temperature))
+    temperature, bias = fit_platt(m, labels)
+    p = 1.0 / (1.0 + np.exp(-(m / temperature + bias)))
     bands = choose_thresholds(p, labels)
-    config = base.replace(temperature=temperature, thresholds=(bands.low, bands.high))
+    config = base.replace(
+        temperature=temperature, logit_bias=bias, thresholds=(bands.low, bands.high)
+    )
     report = {
         "temperature": temperature,
+        "logit_bias": bias,
         "low": bands.low,
         "high": bands.high,
         "fpr_at_high": bands.fpr_at_high,

@@ -779,3 +779,12 @@ def test_own_format_marker_is_checked(tmp_path: Path, canonical: StateDict) -> N
     )
     with pytest.raises(UnsupportedCheckpoint, match="embedded model config is invalid"):
         load_checkpoint(broken)
+
+
+def test_saved_weights_are_readable_by_other_users(tmp_path: Path) -> None:
+    """The Docker image runs as an unprivileged user and copies weights/ as root."""
+    from detector.model import build_xception
+
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(build_xception(2), ModelConfig(), path)
+    assert path.stat().st_mode & 0o044 == 0o044

@@ -72,3 +72,19 @@ def test_band_thresholds_meet_their_error_limits() -> None:
     assert (reals >= b.high).mean() <= 0.05 + 1e-9 and b.fpr_at_high <= 0.05 + 1e-9
     assert (fakes < b.low).mean() <= 0.10 + 1e-9 and b.fnr_at_low <= 0.10 + 1e-9
     assert b.high > b.low > 0.3
+
+
+def test_platt_recovers_scale_and_offset() -> None:
+    from detector.calibrate import fit_platt
+
+    rng = np.random.default_rng(3)
+    true_margin = rng.normal(0, 2, 20000)
+    labels = (rng.random(20000) < 1 / (1 + np.exp(-true_margin))).astype(float)
+    # A model that is overconfident and biased towards "fake" (trained with extra fakes).
+    seen = (true_margin + 1.5) * 2.5
+    t, b = fit_platt(seen, labels)
+    assert t == pytest.approx(2.5, rel=0.08) and b == pytest.approx(-1.5, abs=0.1)
+    p = 1 / (1 + np.exp(-(seen / t + b)))
+    assert ece(labels, p) < 0.02
+    with pytest.raises(ValueError):
+        fit_platt(-seen, labels)

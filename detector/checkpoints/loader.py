@@ -304,6 +304,9 @@ def save_checkpoint(
     partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         save_file(tensors, str(partial), metadata=metadata)
+        # safetensors writes owner-only files; weights are shipped and read by other users
+        # (the container's unprivileged user), so make them world-readable like any data file.
+        os.chmod(partial, 0o644)
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
