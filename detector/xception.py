@@ -99,7 +99,10 @@ class Xception(nn.Module):
         self.bn4 = nn.BatchNorm2d(self.num_features)
         self.fc = nn.Linear(self.num_features, num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            # Built on the meta device (checkpoint loading) there are no values to initialise,
+            # and meta `normal_` would import ~900 modules of torch's Python decompositions
+            # (about 150 MB RSS kept for the life of the process).
+            if isinstance(m, nn.Conv2d) and m.weight.device.type != "meta":
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 m.weight.data.fill_(1)

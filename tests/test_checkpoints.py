@@ -788,3 +788,25 @@ def test_saved_weights_are_readable_by_other_users(tmp_path: Path) -> None:
     path = tmp_path / "w.safetensors"
     save_checkpoint(build_xception(2), ModelConfig(), path)
     assert path.stat().st_mode & 0o044 == 0o044
+
+
+def test_loading_does_not_pull_in_torch_decompositions(tiny_checkpoint: Path) -> None:
+    """Initialising meta tensors with ``normal_`` imports ~900 modules (sympy, torch._decomp…)
+    and keeps ~150 MB of RSS in every serving process; loading must build without that."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, detector.pipeline\n"
+        "from detector.checkpoints import load_classifier\n"
+        "before = set(sys.modules)\n"
+        f"load_classifier({str(tiny_checkpoint)!r})\n"
+        "heavy = sorted(m for m in set(sys.modules) - before "
+        "if m.split('.')[0] in ('sympy', 'mpmath') or m.startswith('torch._decomp'))\n"
+        "print(heavy[:5])\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
