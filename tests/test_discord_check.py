@@ -19,7 +19,7 @@ from detector.config import Band
 from detector.errors import NoFaceFound
 
 from .standins.discord_api import DiscordStandIn
-from .standins.discord_harness import discord_settings, running_discord
+from .standins.discord_harness import running_discord_on
 from .standins.telegram_harness import ANNOTATED, FakeDetector, always, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
@@ -38,9 +38,7 @@ async def test_commands_are_registered_as_discord_shows_them(
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    async with running_discord(
-        discord_settings(s, settings_db), FakeDetector(always(analysis(0.1)))
-    ):
+    async with running_discord_on(s, settings_db, FakeDetector(always(analysis(0.1)))):
         pass
     (sync,) = s.calls_to("PUT /applications/{app_id}/commands")
     commands = {c["name"]: c for c in sync.body}
@@ -64,8 +62,8 @@ async def test_test_guild_gets_the_commands_instantly_instead_of_everyone(
 ) -> None:
     s = discord_standin
     guild = s.add_guild()
-    settings = discord_settings(s, settings_db, discord_test_guild=int(guild["id"]))
-    async with running_discord(settings, FakeDetector(always(analysis(0.1)))):
+    detector = FakeDetector(always(analysis(0.1)))
+    async with running_discord_on(s, settings_db, detector, discord_test_guild=int(guild["id"])):
         answered = await s.answered(
             await s.check(s.user(), s.channel(guild, "general"), image=s.attachment(jpeg()))
         )
@@ -80,11 +78,10 @@ async def test_slash_check_defers_then_follows_up_with_an_embed_and_the_annotate
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    guild = s.add_guild()
-    channel = s.channel(guild, "general")
+    channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.12, 0.93)))
     image = jpeg()
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         interaction = await s.check(s.user(), channel, image=s.attachment(image, "suspect.jpg"))
         await s.answered(interaction)
 
@@ -113,12 +110,9 @@ async def test_public_answers_when_the_server_chooses_them(
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    guild = s.add_guild()
-    channel = s.channel(guild, "general")
+    channel = s.channel(s.add_guild(), "general")
     user = s.user()
-    async with running_discord(
-        discord_settings(s, settings_db), FakeDetector(always(analysis(0.5)))
-    ):
+    async with running_discord_on(s, settings_db, FakeDetector(always(analysis(0.5)))):
         setting = await s.slash(
             user,
             channel,
@@ -142,7 +136,7 @@ async def test_message_menu_checks_each_image_and_skips_the_text_file(
     first, second = jpeg(colour=(250, 0, 0)), jpeg(colour=(0, 0, 250))
     scores = {first: analysis(0.05), second: analysis(0.81)}
     detector = FakeDetector(lambda data: scores[data])
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         posted = s.message(
             channel,
             s.user("bob"),
@@ -181,11 +175,10 @@ async def test_message_menu_checks_an_image_link_preview_through_the_media_proxy
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    guild = s.add_guild()
-    channel = s.channel(guild, "general")
+    channel = s.channel(s.add_guild(), "general")
     picture = jpeg(colour=(9, 9, 9))
     detector = FakeDetector(always(analysis(0.75)))
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         posted = s.message(
             channel,
             s.user("bob"),
@@ -205,10 +198,9 @@ async def test_message_menu_on_a_message_without_images_says_so(
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    guild = s.add_guild()
-    channel = s.channel(guild, "general")
+    channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         posted = s.message(channel, s.user("bob"), "no pictures here")
         interaction = await s.menu(s.user(), channel, posted)
         await s.wait_until(lambda: interaction.callback is not None)
@@ -242,7 +234,7 @@ async def test_refusals_are_grey_embeds_with_the_cores_words(
         request.getfixturevalue("expect_bot_errors")
     s = discord_standin
     channel = s.channel(s.add_guild(), "general")
-    async with running_discord(discord_settings(s, settings_db), FakeDetector(always(script))):
+    async with running_discord_on(s, settings_db, FakeDetector(always(script))):
         interaction = await s.check(s.user(), channel, image=s.attachment(jpeg()))
         await s.answered(interaction)
     (embed,) = interaction.embeds
@@ -261,8 +253,7 @@ async def test_oversized_attachment_is_refused_without_downloading_it(
     s = discord_standin
     channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.5)))
-    settings = discord_settings(s, settings_db, max_image_bytes=5 * 1024 * 1024)
-    async with running_discord(settings, detector):
+    async with running_discord_on(s, settings_db, detector, max_image_bytes=5 * 1024 * 1024):
         big = s.attachment(jpeg(), "huge.jpg", size=31 * 1024 * 1024)  # what Discord declares
         interaction = await s.check(s.user(), channel, image=big)
         await s.answered(interaction)
@@ -279,8 +270,9 @@ async def test_busy_detector_answers_busy_at_once(
     channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.2)))
     detector.hold.clear()
-    settings = discord_settings(s, settings_db, max_concurrent_checks=1, check_queue_size=0)
-    async with running_discord(settings, detector):
+    async with running_discord_on(
+        s, settings_db, detector, max_concurrent_checks=1, check_queue_size=0
+    ):
         first = await s.check(s.user("ann"), channel, image=s.attachment(jpeg()))
         await asyncio.wait_for(detector.entered.wait(), 10)
         second = await s.check(s.user("ben"), channel, image=s.attachment(jpeg()))
@@ -299,7 +291,7 @@ async def test_rate_limit_per_user(discord_standin: DiscordStandIn, settings_db:
     channel = s.channel(s.add_guild(), "general")
     user = s.user()
     detector = FakeDetector(always(analysis(0.2)))
-    async with running_discord(discord_settings(s, settings_db, rate_limit_per_minute=1), detector):
+    async with running_discord_on(s, settings_db, detector, rate_limit_per_minute=1):
         first = await s.answered(await s.check(user, channel, image=s.attachment(jpeg())))
         second = await s.answered(await s.check(user, channel, image=s.attachment(jpeg())))
         other = await s.answered(await s.check(s.user("zoe"), channel, image=s.attachment(jpeg())))
@@ -315,9 +307,7 @@ async def test_check_without_an_image_or_link_explains_itself(
 ) -> None:
     s = discord_standin
     channel = s.channel(s.add_guild(), "general")
-    async with running_discord(
-        discord_settings(s, settings_db), FakeDetector(always(analysis(0.2)))
-    ):
+    async with running_discord_on(s, settings_db, FakeDetector(always(analysis(0.2)))):
         interaction = await s.check(s.user(), channel)
         await s.wait_until(lambda: interaction.callback is not None)
     assert interaction.callback_type == 4 and interaction.ephemeral
@@ -332,7 +322,7 @@ async def test_url_option_fetches_a_link(
     picture = jpeg(colour=(1, 2, 3))
     link = s.store_cdn(picture, "holiday.jpg", "image/jpeg")
     detector = FakeDetector(always(analysis(0.71)))
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         interaction = await s.answered(await s.check(s.user(), channel, url=link))
     assert detector.seen == [picture]
     (embed,) = interaction.embeds
@@ -359,7 +349,7 @@ async def test_url_option_refuses_non_public_addresses(
     channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.71)))
     # The production policy, not the tests' loopback allowance.
-    async with running_discord(discord_settings(s, settings_db), detector, policy=AddressPolicy()):
+    async with running_discord_on(s, settings_db, detector, policy=AddressPolicy()):
         url = link.format(port=s.port)
         interaction = await s.answered(await s.check(s.user(), channel, url=url))
     (embed,) = interaction.embeds
@@ -374,9 +364,7 @@ async def test_slash_check_in_a_direct_message(
     s = discord_standin
     user = s.user()
     dm = s.dm_channel(user)
-    async with running_discord(
-        discord_settings(s, settings_db), FakeDetector(always(analysis(0.4)))
-    ):
+    async with running_discord_on(s, settings_db, FakeDetector(always(analysis(0.4)))):
         interaction = await s.answered(await s.check(user, dm, image=s.attachment(jpeg())))
     assert interaction.callback_type == DEFER and not interaction.ephemeral
     assert interaction.embeds[0]["color"] == COLOURS[Band.UNCERTAIN].value
@@ -387,9 +375,7 @@ async def test_about_describes_the_model(
 ) -> None:
     s = discord_standin
     channel = s.channel(s.add_guild(), "general")
-    async with running_discord(
-        discord_settings(s, settings_db), FakeDetector(always(analysis(0.4)))
-    ):
+    async with running_discord_on(s, settings_db, FakeDetector(always(analysis(0.4)))):
         interaction = await s.slash(s.user(), channel, "about")
         await s.wait_until(lambda: interaction.callback is not None)
     assert "Model: fake detector (tests)" in interaction.texts

@@ -17,7 +17,7 @@ from bot.discord_bot.render import COLOURS
 from detector.config import Band
 
 from .standins.discord_api import GUILD_MESSAGES, MESSAGE_CONTENT, DiscordStandIn
-from .standins.discord_harness import discord_settings, running_discord
+from .standins.discord_harness import running_discord_on
 from .standins.telegram_harness import FakeDetector, always, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
@@ -30,7 +30,7 @@ async def test_reconnect_and_resume_mid_session_loses_nothing(
     s = discord_standin
     channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.8)))
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         before = await s.answered(await s.check(s.user(), channel, image=s.attachment(jpeg())))
         session = await s.request_reconnect()
         # Sent while the bot is between connections: kept by the gateway and replayed.
@@ -61,9 +61,8 @@ async def test_auto_sharded_client_serves_every_shard(
     s.recommended_shards = 2
     guilds = [_guild_on_shard(s, shard, 2) for shard in (0, 1)]
     user = s.user()
-    settings = discord_settings(s, settings_db, discord_shard_count="auto")
     detector = FakeDetector(always(analysis(0.1)))
-    async with running_discord(settings, detector) as running:
+    async with running_discord_on(s, settings_db, detector, discord_shard_count="auto") as running:
         assert isinstance(running.discord.client, discord.AutoShardedClient)
         answered = [
             await s.answered(
@@ -84,8 +83,10 @@ async def test_fixed_shard_range_connects_only_its_shards(
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    settings = discord_settings(s, settings_db, discord_shard_count=3, discord_shard_ids=[1, 2])
-    async with running_discord(settings, FakeDetector(always(analysis(0.1)))):
+    detector = FakeDetector(always(analysis(0.1)))
+    async with running_discord_on(
+        s, settings_db, detector, discord_shard_count=3, discord_shard_ids=[1, 2]
+    ):
         pass
     assert sorted(tuple(i["shard"]) for i in s.identifies) == [(1, 3), (2, 3)]
     assert s.calls_to("GET /gateway/bot") == []  # a fixed count uses DISCORD_GATEWAY_URL
@@ -97,9 +98,7 @@ async def test_losing_the_gateway_for_good_is_reported_as_fatal(
     s = discord_standin
     lost: list[BaseException] = []
     detector = FakeDetector(always(analysis(0.1)))
-    async with running_discord(
-        discord_settings(s, settings_db), detector, on_fatal=lost.append
-    ) as running:
+    async with running_discord_on(s, settings_db, detector, on_fatal=lost.append) as running:
         await s.end_session(code=4004)  # e.g. the token was reset in the Developer Portal
         await s.wait_until(lambda: bool(lost))
         assert not running.discord.running
@@ -113,9 +112,8 @@ async def test_rejected_token_fails_start_up_cleanly(
 ) -> None:
     s = discord_standin
     detector = FakeDetector(always(analysis(0.1)))
-    settings = discord_settings(s, settings_db, discord_token="not.the.token")
     with pytest.raises(discord.LoginFailure):
-        async with running_discord(settings, detector):
+        async with running_discord_on(s, settings_db, detector, discord_token="not.the.token"):
             pass  # pragma: no cover - start-up fails
     assert detector.closed  # still closed in order
     assert s.identifies == [] and s.calls_to("PUT /applications/{app_id}/commands") == []
@@ -139,8 +137,7 @@ async def _raw_session(
 
 async def test_standin_models_the_message_content_intent(discord_standin: DiscordStandIn) -> None:
     s = discord_standin
-    guild = s.add_guild()
-    channel = s.channel(guild, "general")
+    channel = s.channel(s.add_guild(), "general")
     async with aiohttp.ClientSession() as http:
         # Without the privileged intent: server messages arrive, but blank, unless they
         # mention the bot.

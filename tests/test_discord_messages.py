@@ -22,7 +22,7 @@ from .standins.discord_api import (
     DiscordStandIn,
     Interaction,
 )
-from .standins.discord_harness import discord_settings, running_discord
+from .standins.discord_harness import discord_settings, running_discord, running_discord_on
 from .standins.telegram_harness import FakeDetector, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
@@ -122,11 +122,10 @@ async def test_autoscan_uses_the_models_threshold_by_default_and_stays_quiet_oth
     discord_standin: DiscordStandIn, settings_db: Path
 ) -> None:
     s = discord_standin
-    guild = s.add_guild()
-    channel = s.channel(guild, "images")
+    channel = s.channel(s.add_guild(), "images")
     scores = Scores()
     detector = FakeDetector(scores)
-    async with running_discord(discord_settings(s, settings_db), detector) as running:
+    async with running_discord_on(s, settings_db, detector) as running:
         await _admin(s, s.user("mod"), channel, "autoscan", state="on")
         await _post_and_settle(s, channel, scores.image(0.69), detector)  # below 70%
         fake = await _post_and_settle(s, channel, scores.image(0.7), detector)
@@ -149,7 +148,7 @@ async def test_autoscan_can_react_instead_of_replying(
     scores = Scores()
     detector = FakeDetector(scores)
     react = "PUT /channels/{channel_id}/messages/{message_id}/reactions/{emoji}/@me"
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         on = await _admin(s, s.user("mod"), channel, "autoscan", state="on", action="react")
         await _admin(s, s.user("mod"), channel, "threshold", percent=40)
         likely = await _post_and_settle(s, channel, scores.image(0.9), detector)
@@ -170,7 +169,7 @@ async def test_autoscan_tells_admins_about_missing_channel_permissions(
     s = discord_standin
     no_files = EVERYONE_PERMISSIONS & ~(1 << 15) & ~(1 << 14)  # no Attach Files, Embed Links
     channel = s.channel(s.add_guild(bot_permissions=no_files), "images")
-    async with running_discord(discord_settings(s, settings_db), FakeDetector(Scores())):
+    async with running_discord_on(s, settings_db, FakeDetector(Scores())):
         on = await _admin(s, s.user("mod"), channel, "autoscan", state="on")
     assert "missing: Embed Links, Attach Files" in on.texts
 
@@ -181,7 +180,7 @@ async def test_settings_are_forgotten_when_the_bot_leaves_a_server(
     s = discord_standin
     guild = s.add_guild()
     channel = s.channel(guild, "images")
-    async with running_discord(discord_settings(s, settings_db), FakeDetector(Scores())) as running:
+    async with running_discord_on(s, settings_db, FakeDetector(Scores())) as running:
         await _admin(s, s.user("mod"), channel, "autoscan", state="on")
         store = running.discord.store
         assert store.autoscan_on(int(guild["id"]), int(channel["id"]))
@@ -197,7 +196,7 @@ async def test_direct_message_images_are_checked_and_answered(
     dm = s.dm_channel(user)
     scores = Scores()
     detector = FakeDetector(scores)
-    async with running_discord(discord_settings(s, settings_db), detector):
+    async with running_discord_on(s, settings_db, detector):
         posted = await s.user_sends(
             dm, user, attachments=[s.attachment(scores.image(0.2), "me.jpg")]
         )
@@ -220,7 +219,7 @@ async def test_a_429_on_sending_is_retried_after_the_wait_discord_asks_for(
     dm = s.dm_channel(user)
     scores = Scores()
     s.fail_next(SEND, 429, retry_after=0.4)
-    async with running_discord(discord_settings(s, settings_db), FakeDetector(scores)):
+    async with running_discord_on(s, settings_db, FakeDetector(scores)):
         await s.user_sends(dm, user, attachments=[s.attachment(scores.image(0.2))])
         await s.wait_for(SEND, where=lambda c: c.status == 200)
     limited, sent = s.calls_to(SEND)
@@ -238,7 +237,7 @@ async def test_missing_message_content_intent_is_reported_and_commands_still_wor
     scores = Scores()
     detector = FakeDetector(scores)
     caplog.set_level(logging.INFO)
-    async with running_discord(discord_settings(s, settings_db), detector) as running:
+    async with running_discord_on(s, settings_db, detector) as running:
         on = await _admin(s, s.user("mod"), channel, "autoscan", state="on")
         status = await _admin(s, s.user("mod"), channel, "status")
         await s.user_sends(channel, s.user(), attachments=[s.attachment(scores.image(0.9))])
@@ -263,8 +262,8 @@ async def test_message_content_can_be_switched_off_by_setting(
 ) -> None:
     s = discord_standin
     channel = s.channel(s.add_guild(), "images")
-    settings = discord_settings(s, settings_db, discord_message_content=False)
-    async with running_discord(settings, FakeDetector(Scores())):
+    detector = FakeDetector(Scores())
+    async with running_discord_on(s, settings_db, detector, discord_message_content=False):
         on = await _admin(s, s.user("mod"), channel, "autoscan", state="on")
     (identify,) = s.identifies
     assert not identify["intents"] & MESSAGE_CONTENT

@@ -18,10 +18,10 @@ from bot.runner import Service, build_checks, build_frontends
 from bot.settings import Settings
 from bot.telegram_bot import TelegramBot
 
+from .standins.common import bot_process, clean_sigterm_exit, free_port, run_env
 from .standins.discord_api import DiscordStandIn
 from .standins.telegram_api import TelegramStandIn
 from .standins.telegram_harness import FAKE_CONFIG, FakeDetector, always, analysis, jpeg
-from .test_telegram_run import _clean_env, _free_port, _run
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
 pytestmark = pytest.mark.usefixtures("no_bot_errors")
@@ -33,22 +33,18 @@ async def test_run_serves_discord_and_finishes_the_check_in_flight_on_sigterm(
 ) -> None:
     s = discord_standin
     channel = s.channel(s.add_guild(), "general")
-    http_port = _free_port()
-    env = {
-        **_clean_env(),
-        "DISCORD_TOKEN": s.token,
-        "DISCORD_API_URL": s.api_url,
-        "DISCORD_GATEWAY_URL": s.gateway_url,
-        "DEEPFAKE_BOT_WEIGHTS": str(tiny_checkpoint),
-        "DETECTOR_PRECISION": "fp32",
-        "DETECTOR_THREADS": "1",
-        "HTTP_HOST": "127.0.0.1",
-        "HTTP_PORT": str(http_port),
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
+    http_port = free_port()
+    env = run_env(
+        tiny_checkpoint,
+        http_port,
+        {
+            "DISCORD_TOKEN": s.token,
+            "DISCORD_API_URL": s.api_url,
+            "DISCORD_GATEWAY_URL": s.gateway_url,
+        },
+    )
     log = tmp_path / "run.log"
-    proc = await _run(env, tmp_path, log)
-    try:
+    async with bot_process(env, tmp_path, log) as proc:
         await s.wait_until(lambda: bool(s.shards), timeout=120)
         async with aiohttp.ClientSession() as http:
             for _ in range(100):  # ready once the gateway session is up
@@ -65,22 +61,13 @@ async def test_run_serves_discord_and_finishes_the_check_in_flight_on_sigterm(
         await s.wait_until(lambda: any(c.route == "GET /cdn" for c in s.calls))
         proc.send_signal(signal.SIGTERM)
         rc = await asyncio.wait_for(proc.wait(), 90)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    output = log.read_text(encoding="utf-8", errors="replace")
-    print(output)
-    assert rc == 0, output
+    output = clean_sigterm_exit(rc, log, s.token)
     assert interaction.callback_type == 5
     (followup,) = interaction.followups
     (embed,) = followup.embeds
     assert "probability of a face manipulation" in embed["title"]
     assert embed["image"]["url"] == "attachment://annotated-1.jpg"
-    assert "received SIGTERM" in output
     assert "registered 4 application commands globally" in output
-    assert " ERROR " not in output and " CRITICAL " not in output, output
-    assert s.token not in output
     assert (tmp_path / "data" / "discord.sqlite3").exists()  # the default settings database
 
 

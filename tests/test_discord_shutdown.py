@@ -14,7 +14,7 @@ from bot.discord_bot.render import COLOURS
 from detector.config import Band
 
 from .standins.discord_api import DiscordStandIn
-from .standins.discord_harness import discord_settings, running_discord
+from .standins.discord_harness import running_discord_on
 from .standins.telegram_harness import FakeDetector, always, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
@@ -28,7 +28,7 @@ async def test_check_in_flight_is_answered_and_new_ones_are_told_to_retry(
     channel = s.channel(s.add_guild(), "general")
     detector = FakeDetector(always(analysis(0.95)))
     detector.hold.clear()
-    async with running_discord(discord_settings(s, settings_db), detector) as running:
+    async with running_discord_on(s, settings_db, detector) as running:
         first = await s.check(s.user(), channel, image=s.attachment(jpeg()))
         await asyncio.wait_for(detector.entered.wait(), 10)
 

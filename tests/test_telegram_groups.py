@@ -17,8 +17,7 @@ from .standins.telegram_harness import (
     always,
     analysis,
     jpeg,
-    running_bot,
-    settings_for,
+    running_bot_on,
 )
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
@@ -44,7 +43,7 @@ async def _answer(
 async def test_check_as_reply_checks_the_replied_picture(standin: TelegramStandIn) -> None:
     picture = jpeg(120, 90)
     detector = FakeDetector(always(analysis(0.81)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group, alice, bob = _group(standin)
         photo = _photo(standin, group, alice, picture)
         # Privacy mode: the bot never sees Alice's photo itself, only Bob's command replying to it.
@@ -59,7 +58,7 @@ async def test_check_as_reply_checks_the_replied_picture(standin: TelegramStandI
 
 async def test_check_addressed_to_the_bot_by_name_works(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.81)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group, alice, bob = _group(standin)
         document = standin.document(standin.add_file(jpeg()), "image/png", "x.png")
         target = standin.message(group, alice, document=document)
@@ -76,7 +75,7 @@ async def test_check_addressed_to_the_bot_by_name_works(standin: TelegramStandIn
 
 async def test_check_without_reply_explains_usage(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group, _, bob = _group(standin)
         command = standin.command(group, bob, "/check")
         await standin.push_update({"message": command})
@@ -87,7 +86,7 @@ async def test_check_without_reply_explains_usage(standin: TelegramStandIn) -> N
 
 async def test_check_replying_to_text_says_there_is_no_picture(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group, alice, bob = _group(standin)
         text = standin.message(group, alice, text="look at this")
         command = standin.command(group, bob, "/check", reply_to=text)
@@ -99,7 +98,7 @@ async def test_check_replying_to_text_says_there_is_no_picture(standin: Telegram
 
 async def test_picture_captioned_check_is_checked(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.45)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group, alice, _ = _group(standin)
         caption = "/check is this one real?"
         entities = [{"type": "bot_command", "offset": 0, "length": 6}]
@@ -114,7 +113,7 @@ async def test_picture_captioned_check_is_checked(standin: TelegramStandIn) -> N
 
 async def test_group_pictures_are_ignored_without_autoscan(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.99)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group, alice, _ = _group(standin)
         await standin.push_update({"message": _photo(standin, group, alice, jpeg())})
         await standin.push_update({"message": standin.message(group, alice, text="hello")})
@@ -130,7 +129,7 @@ async def test_autoscan_switch_is_for_admins_and_needs_the_bot_to_see_messages(
 ) -> None:
     detector = FakeDetector(always(analysis(0.5)))
     chat_settings = ChatSettings()
-    async with running_bot(settings_for(standin), detector, chat_settings=chat_settings):
+    async with running_bot_on(standin, detector, chat_settings=chat_settings):
         group, alice, bob = _group(standin)
         standin.set_member(group["id"], alice["id"], "administrator")
 
@@ -155,7 +154,7 @@ async def test_autoscan_speaks_up_only_about_suspicious_faces(standin: TelegramS
     detector = FakeDetector(lambda data: scores[data[-1:]])
     group = standin.group_chat()
     chat_settings = ChatSettings(autoscan={f"telegram:{group['id']}"})
-    async with running_bot(settings_for(standin), detector, chat_settings=chat_settings):
+    async with running_bot_on(standin, detector, chat_settings=chat_settings):
         alice = standin.user()
         real = _photo(standin, group, alice, jpeg() + b"R")
         fake = _photo(standin, group, alice, jpeg() + b"F")
@@ -173,7 +172,7 @@ async def test_autoscan_speaks_up_only_about_suspicious_faces(standin: TelegramS
 
 async def test_replies_stay_in_the_forum_topic(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.2)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         group = {**standin.group_chat(), "is_forum": True}
         alice, bob = standin.user(1001), standin.user(1002)
         topic = {"message_thread_id": 77, "is_topic_message": True}

@@ -18,8 +18,7 @@ from .standins.telegram_harness import (
     always,
     analysis,
     jpeg,
-    running_bot,
-    settings_for,
+    running_bot_on,
 )
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
@@ -71,7 +70,7 @@ async def test_photo_gets_verdict_with_annotated_image_and_compression_hint(
 ) -> None:
     detector = FakeDetector(always(analysis(0.93)))
     picture = jpeg()
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_photo(standin, picture)
         sent = await standin.wait_for("sendPhoto")
     assert sent.chat_id == msg["chat"]["id"]
@@ -91,7 +90,7 @@ async def test_photo_gets_verdict_with_annotated_image_and_compression_hint(
 
 async def test_several_faces_get_one_line_each(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.12, 0.55, 0.91)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         await _send_photo(standin, jpeg())
         sent = await standin.wait_for("sendPhoto")
     lines = sent.text.splitlines()
@@ -106,7 +105,7 @@ async def test_image_file_is_checked_on_its_original_bytes_without_hint(
 ) -> None:
     detector = FakeDetector(always(analysis(0.08)))
     original = jpeg(300, 200, (1, 2, 3))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_document(standin, original, "image/jpeg", "portrait.jpg")
         sent = await standin.wait_for("sendPhoto")
     assert detector.seen == [original]
@@ -117,7 +116,7 @@ async def test_image_file_is_checked_on_its_original_bytes_without_hint(
 
 async def test_non_image_file_is_refused_without_download(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_document(standin, b"%PDF-1.7\n", "application/pdf", "report.pdf")
         text = await _reply_text(standin, msg)
     assert text.startswith("This file is not an image.")
@@ -127,7 +126,7 @@ async def test_non_image_file_is_refused_without_download(standin: TelegramStand
 
 async def test_video_is_refused_as_unsupported(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         user, chat = _private(standin)
         stored = standin.add_file(b"\x00\x00\x00\x18ftypmp42", name="clip.mp4")
         video = {
@@ -148,7 +147,7 @@ async def test_file_over_telegram_limit_is_refused_before_download(
     standin: TelegramStandIn,
 ) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_document(standin, jpeg(), "image/jpeg", "big.jpg", size=31 * MB)
         text = await _reply_text(standin, msg)
     assert text == (
@@ -163,7 +162,7 @@ async def test_undeclared_size_refused_when_getfile_says_too_big(
     standin: TelegramStandIn,
 ) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_document(
             standin, jpeg(), "image/png", "big.png", size=25 * MB, declare_size=False
         )
@@ -178,8 +177,7 @@ async def test_downloaded_bytes_over_image_limit_are_refused(standin: TelegramSt
     # A self-hosted Bot API server lifts Telegram's limit; the image limit still holds, even
     # when the declared size understated the file.
     detector = FakeDetector(always(analysis(0.5)))
-    settings = settings_for(standin, max_image_bytes=10_000)
-    async with running_bot(settings, detector):
+    async with running_bot_on(standin, detector, max_image_bytes=10_000):
         data = b"\xff\xd8" + bytes(30_718)
         msg = await _send_document(standin, data, "image/jpeg", "a.jpg", size=5_000)
         text = await _reply_text(standin, msg)
@@ -189,7 +187,7 @@ async def test_downloaded_bytes_over_image_limit_are_refused(standin: TelegramSt
 
 async def test_no_face_says_so_without_a_score(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(NoFaceFound("none")))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_photo(standin, jpeg())
         text = await _reply_text(standin, msg)
     assert text == NoFaceFound.user_message
@@ -199,7 +197,7 @@ async def test_no_face_says_so_without_a_score(standin: TelegramStandIn) -> None
 
 async def test_unreadable_image_gets_the_detector_reason(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(CorruptImage("truncated")))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_document(standin, b"\xff\xd8\xff", "image/jpeg", "broken.jpg")
         text = await _reply_text(standin, msg)
     assert text == CorruptImage.user_message
@@ -207,7 +205,7 @@ async def test_unreadable_image_gets_the_detector_reason(standin: TelegramStandI
 
 async def test_busy_detector_answers_at_once(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(DetectorBusy("full")))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_photo(standin, jpeg())
         text = await _reply_text(standin, msg)
     assert text == "The detector is busy right now. Please try again in a moment."
@@ -216,8 +214,7 @@ async def test_busy_detector_answers_at_once(standin: TelegramStandIn) -> None:
 async def test_full_check_queue_answers_busy_while_others_run(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.4)))
     detector.hold.clear()  # the first check stays in flight
-    settings = settings_for(standin, max_concurrent_checks=1, check_queue_size=0)
-    async with running_bot(settings, detector):
+    async with running_bot_on(standin, detector, max_concurrent_checks=1, check_queue_size=0):
         first = await _send_photo(standin, jpeg(), user_id=1)
         await asyncio.wait_for(detector.entered.wait(), 10)
         second = await _send_photo(standin, jpeg(), user_id=2)
@@ -232,7 +229,7 @@ async def test_full_check_queue_answers_busy_while_others_run(standin: TelegramS
 
 async def test_rate_limit_per_user(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.2)))
-    async with running_bot(settings_for(standin, rate_limit_per_minute=1), detector):
+    async with running_bot_on(standin, detector, rate_limit_per_minute=1):
         await _send_photo(standin, jpeg(), user_id=7)
         await standin.wait_for("sendPhoto")
         second = await _send_photo(standin, jpeg(), user_id=7)
@@ -247,7 +244,7 @@ async def test_rate_limit_per_user(standin: TelegramStandIn) -> None:
 async def test_flood_control_retry_after_is_honoured(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.75)))
     standin.fail_next("sendPhoto", 429, retry_after=1)
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_photo(standin, jpeg())
         delivered = await standin.wait_for("sendPhoto", where=lambda c: c.status == 200)
     (refused,) = [c for c in standin.calls_to("sendPhoto") if c.status == 429]
@@ -258,7 +255,7 @@ async def test_flood_control_retry_after_is_honoured(standin: TelegramStandIn) -
 
 async def test_download_cut_mid_way_is_reported_not_scored(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.9)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         user, chat = _private(standin)
         stored = standin.add_file(jpeg(400, 400) + bytes(200_000), cut_after=70_000)
         msg = standin.message(chat, user, photo=standin.photo_sizes(stored))
@@ -273,7 +270,7 @@ async def test_download_cut_mid_way_is_reported_not_scored(standin: TelegramStan
 async def test_failed_getfile_is_reported(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.9)))
     standin.fail_next("getFile", 502)
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_photo(standin, jpeg())
         text = await _reply_text(standin, msg)
     assert text == "I could not download this image. Please send it again."
@@ -284,7 +281,7 @@ async def test_unexpected_error_is_logged_and_apologised_for(
     standin: TelegramStandIn, expect_bot_errors: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     detector = FakeDetector(always(RuntimeError("model exploded")))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         msg = await _send_photo(standin, jpeg())
         text = await _reply_text(standin, msg)
     assert text == APOLOGY
@@ -295,7 +292,7 @@ async def test_unexpected_error_is_logged_and_apologised_for(
 async def test_album_gets_one_combined_reply(standin: TelegramStandIn) -> None:
     scores = {b"A": analysis(0.95, 0.1), b"B": NoFaceFound("none"), b"C": analysis(0.05)}
     detector = FakeDetector(lambda data: scores[data[-1:]])
-    async with running_bot(settings_for(standin, telegram_album_wait_s=0.5), detector):
+    async with running_bot_on(standin, detector, telegram_album_wait_s=0.5):
         user, chat = _private(standin)
         parts = []
         for tag in (b"A", b"B", b"C"):
@@ -328,7 +325,7 @@ async def test_album_gets_one_combined_reply(standin: TelegramStandIn) -> None:
 
 async def test_start_help_about_and_command_menu(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin, rate_limit_per_minute=7), detector):
+    async with running_bot_on(standin, detector, rate_limit_per_minute=7):
         user, chat = _private(standin)
         answers = {}
         for n, command in enumerate(("/start", "/help", "/about"), start=1):
@@ -350,7 +347,7 @@ async def test_start_help_about_and_command_menu(standin: TelegramStandIn) -> No
 
 async def test_plain_text_in_private_gets_a_pointer(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         user, chat = _private(standin)
         msg = standin.message(chat, user, text="is this real?")
         await standin.push_update({"message": msg})

@@ -10,14 +10,7 @@ import pytest
 from telegram.error import InvalidToken
 
 from .standins.telegram_api import TelegramStandIn
-from .standins.telegram_harness import (
-    FakeDetector,
-    always,
-    analysis,
-    jpeg,
-    running_bot,
-    settings_for,
-)
+from .standins.telegram_harness import FakeDetector, always, analysis, jpeg, running_bot_on
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
 pytest_plugins = ["tests.standins.telegram_fixtures"]
@@ -31,7 +24,7 @@ async def test_running_check_is_answered_and_later_updates_are_left_for_next_tim
     detector.hold.clear()
     user = standin.user()
     chat = standin.private_chat(user)
-    async with running_bot(settings_for(standin), detector) as running:
+    async with running_bot_on(standin, detector) as running:
         first = standin.message(chat, user, photo=standin.photo_sizes(standin.add_file(jpeg())))
         await standin.push_update({"message": first})
         await asyncio.wait_for(detector.entered.wait(), 10)
@@ -56,11 +49,10 @@ async def test_running_check_is_answered_and_later_updates_are_left_for_next_tim
 
 async def test_album_still_collecting_is_answered_at_shutdown(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.1)))
-    # A long album window: only the shutdown can have flushed it.
-    settings = settings_for(standin, telegram_album_wait_s=20)
     user = standin.user()
     chat = standin.private_chat(user)
-    async with running_bot(settings, detector) as running:
+    # A long album window: only the shutdown can have flushed it.
+    async with running_bot_on(standin, detector, telegram_album_wait_s=20) as running:
         parts = [
             standin.message(
                 chat,
@@ -76,7 +68,7 @@ async def test_album_still_collecting_is_answered_at_shutdown(standin: TelegramS
             await asyncio.sleep(0.02)
         await asyncio.sleep(0.2)
         started = time.monotonic()
-    # ``running_bot`` stopped the service on exit.
+    # ``running_bot_on`` stopped the service on exit.
     assert time.monotonic() - started < 10
     summary = standin.calls_to("sendMessage")
     assert len(summary) == 1 and summary[0].reply_to == parts[0]["message_id"]
@@ -86,9 +78,8 @@ async def test_album_still_collecting_is_answered_at_shutdown(standin: TelegramS
 
 async def test_rejected_token_fails_start_up_cleanly(standin: TelegramStandIn) -> None:
     detector = FakeDetector(always(analysis(0.1)))
-    settings = settings_for(standin, telegram_token="999:not-the-token")
     with pytest.raises(InvalidToken):
-        async with running_bot(settings, detector):
+        async with running_bot_on(standin, detector, telegram_token="999:not-the-token"):
             pass  # pragma: no cover - start-up fails
     assert detector.closed  # the detector is still closed in order
     assert [c.method for c in standin.calls] == []  # 401 before any method ran

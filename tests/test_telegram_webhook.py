@@ -5,20 +5,12 @@ to ``getUpdates`` while one is set)."""
 
 from __future__ import annotations
 
-import socket
-
 import aiohttp
 import pytest
 
+from .standins.common import free_port
 from .standins.telegram_api import TelegramStandIn
-from .standins.telegram_harness import (
-    FakeDetector,
-    always,
-    analysis,
-    jpeg,
-    running_bot,
-    settings_for,
-)
+from .standins.telegram_harness import FakeDetector, always, analysis, jpeg, running_bot_on
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
 pytest_plugins = ["tests.standins.telegram_fixtures"]
@@ -27,25 +19,19 @@ pytestmark = pytest.mark.usefixtures("no_bot_errors")
 SECRET = "s3cret-Token_for-tests"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_webhook_mode_with_secret_token(standin: TelegramStandIn) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/telegram/hook"
-    settings = settings_for(
+    detector = FakeDetector(always(analysis(0.88)))
+    async with running_bot_on(
         standin,
+        detector,
         telegram_mode="webhook",
         telegram_webhook_url=url,
         telegram_webhook_secret=SECRET,
         telegram_webhook_listen="127.0.0.1",
         telegram_webhook_port=port,
-    )
-    detector = FakeDetector(always(analysis(0.88)))
-    async with running_bot(settings, detector):
+    ):
         registered = await standin.wait_for("setWebhook")
         assert registered.params["url"] == url
         assert registered.params["secret_token"] == SECRET
@@ -80,7 +66,7 @@ async def test_polling_removes_a_leftover_webhook_first(standin: TelegramStandIn
         assert r.status == 409
         assert (await r.json())["error_code"] == 409
     detector = FakeDetector(always(analysis(0.2)))
-    async with running_bot(settings_for(standin), detector):
+    async with running_bot_on(standin, detector):
         user = standin.user()
         msg = standin.message(standin.private_chat(user), user, text="hi")
         await standin.push_update({"message": msg})

@@ -26,7 +26,6 @@ Test-side: builders for users, servers, channels, attachments and embeds; action
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import itertools
 import json
@@ -41,6 +40,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 from PIL import Image
+
+from .common import InjectedFailures, LoopbackServer
 
 API = "/api/v10"
 DISCORD_EPOCH_MS = 1420070400000
@@ -212,7 +213,7 @@ class _Failure:
     via: bool
 
 
-class DiscordStandIn:
+class DiscordStandIn(LoopbackServer):
     def __init__(
         self,
         *,
@@ -221,6 +222,7 @@ class DiscordStandIn:
         recommended_shards: int = 1,
         heartbeat_ms: int = 45_000,
     ) -> None:
+        super().__init__()
         self.token = token
         self.app_id = new_id()
         self.bot_user: dict[str, Any] = {
@@ -253,17 +255,10 @@ class DiscordStandIn:
         self.interactions: dict[int, Interaction] = {}
         self.reactions: list[tuple[int, int, str]] = []  # (channel, message, emoji)
         self.bot_permissions: dict[int, int] = {}  # guild -> the bot's permissions there
-        self._failures: dict[str, list[_Failure]] = {}
-        self._changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._failures: InjectedFailures[_Failure] = InjectedFailures()
         self._sockets: set[web.WebSocketResponse] = set()
-        self.port = 0
 
     # --- server life cycle ------------------------------------------------------------------------
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -274,7 +269,7 @@ class DiscordStandIn:
         return f"ws://127.0.0.1:{self.port}/"
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = self._new_app()
         app.router.add_get("/", self._gateway)
         routes: list[tuple[str, str, Callable[..., Any]]] = [
             ("GET", "/users/@me", self._users_me),
@@ -299,16 +294,12 @@ class DiscordStandIn:
         app.router.add_get("/cdn/{path:.+}", self._cdn)
         app.router.add_get("/media/{path:.+}", self._cdn)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = int(self._runner.addresses[0][1])
+        await self._serve(app)
 
     async def close(self) -> None:
         for ws in list(self._sockets):
             await ws.close(code=1001)
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stop_serving()
 
     # --- builders ---------------------------------------------------------------------------------
 
@@ -692,7 +683,7 @@ class DiscordStandIn:
         """The next ``times`` calls of ``route`` (e.g. ``"POST /channels/{channel_id}/messages"``)
         fail with ``status``; a 429 says ``retry_after`` and carries ``Via`` unless ``via=False``
         (which discord.py takes for a Cloudflare ban)."""
-        self._failures.setdefault(route, []).append(_Failure(status, times, retry_after, via))
+        self._failures.add(route, _Failure(status, times, retry_after, via))
 
     # --- observing --------------------------------------------------------------------------------
 
@@ -708,24 +699,20 @@ class DiscordStandIn:
         timeout: float = 15.0,  # noqa: ASYNC109 - a test helper's deadline
     ) -> Call:
         """The ``count``-th answered call to ``route`` matching ``where``."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def probe() -> Call | None:
             found = [
                 c
                 for c in self.calls_to(route)
                 if c.status is not None and (where is None or where(c))
             ]
-            if len(found) >= count:
-                return found[count - 1]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                seen = sorted({c.route for c in self.calls})
-                raise AssertionError(
-                    f"no {count} call(s) to {route} within {timeout} s; seen: {seen}"
-                )
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
+            return found[count - 1] if len(found) >= count else None
+
+        def failure() -> str:
+            seen = sorted({c.route for c in self.calls})
+            return f"no {count} call(s) to {route} within {timeout} s; seen: {seen}"
+
+        return await self._poll(probe, timeout, failure)
 
     async def wait_until(
         self,
@@ -734,14 +721,12 @@ class DiscordStandIn:
     ) -> None:
         """Until ``condition()`` holds (re-checked on every call the stand-in answers, and at
         least twice a second for conditions on the bot's side)."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("condition not met in time")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
+        await self._poll(
+            lambda: True if condition() else None,
+            timeout,
+            lambda: "condition not met in time",
+            every=0.5,
+        )
 
     async def answered(
         self,
@@ -883,13 +868,9 @@ class DiscordStandIn:
         return run
 
     def _take_failure(self, route: str) -> web.Response | None:
-        queue = self._failures.get(route)
-        if not queue:
+        failure = self._failures.take(route)
+        if failure is None:
             return None
-        failure = queue[0]
-        failure.times -= 1
-        if failure.times <= 0:
-            queue.pop(0)
         if failure.status == 429:
             headers = {
                 "Retry-After": str(max(1, round(failure.retry_after))),

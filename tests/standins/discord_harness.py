@@ -5,7 +5,7 @@ order on exit. The fake detector and sample images are the Telegram harness's.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from bot.discord_bot import DiscordBot
 from bot.runner import Service, build_checks
 from bot.settings import Settings
 
+from .common import running_service, standin_settings
 from .discord_api import DiscordStandIn
 from .telegram_harness import FAKE_CONFIG
 
@@ -25,19 +26,15 @@ LOOPBACK_POLICY = AddressPolicy(also_allow=networks(["127.0.0.0/8"]), ports=None
 
 
 def discord_settings(standin: DiscordStandIn, db: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
+    platform = {
         "discord_token": standin.token,
         "discord_api_url": standin.api_url,
         "discord_gateway_url": standin.gateway_url,
         "discord_settings_db": db,
         "discord_guild_ready_timeout_s": 0.05,
         "discord_connect_timeout_s": 20,
-        "rate_limit_per_minute": 100,
-        "http_enabled": False,
-        "shutdown_grace_s": 15.0,
     }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return standin_settings(platform, overrides)
 
 
 @dataclass
@@ -71,9 +68,20 @@ async def running_discord(
         url_fetcher=fetcher,
         on_fatal=on_fatal,
     )
-    service = Service([bot], checks, detector, grace_s=settings.shutdown_grace_s)
-    try:
-        await service.start()
+    async with running_service(settings, bot, checks, detector) as service:
         yield Running(service, bot, settings)
-    finally:
-        await service.stop()
+
+
+def running_discord_on(
+    standin: DiscordStandIn,
+    db: Path,
+    detector: Detector,
+    *,
+    policy: AddressPolicy = LOOPBACK_POLICY,
+    on_fatal: Callable[[BaseException], None] | None = None,
+    **overrides: Any,
+) -> AbstractAsyncContextManager[Running]:
+    """``running_discord`` with ``discord_settings(standin, db, **overrides)``: the bot
+    connected to the stand-in, around ``detector``."""
+    settings = discord_settings(standin, db, **overrides)
+    return running_discord(settings, detector, policy=policy, on_fatal=on_fatal)

@@ -16,7 +16,6 @@ refuses files over 20 MB. Test-side controls: ``fail_next`` (error injection, 42
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import time
@@ -28,6 +27,8 @@ from urllib.parse import unquote
 import aiohttp
 from aiohttp import web
 from telegram import TelegramObject, Update
+
+from .common import InjectedFailures, LoopbackServer
 
 GETFILE_LIMIT = 20 * 1024 * 1024
 CAPTION_LIMIT = 1024
@@ -89,7 +90,7 @@ class _Failure:
     times: int
 
 
-class TelegramStandIn:
+class TelegramStandIn(LoopbackServer):
     def __init__(
         self,
         token: str = "123456789:AAF-standin-token_for_tests",
@@ -98,6 +99,7 @@ class TelegramStandIn:
         username: str = "deepfake_check_bot",
         can_read_all_group_messages: bool = False,
     ) -> None:
+        super().__init__()
         self.token = token
         self.bot_user: dict[str, Any] = {
             "id": bot_id,
@@ -122,17 +124,10 @@ class TelegramStandIn:
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1000)
         self._file_ids = itertools.count(1)
-        self._failures: dict[str, list[_Failure]] = {}
-        self._changed = asyncio.Event()  # any new call or update
-        self._runner: web.AppRunner | None = None
+        self._failures: InjectedFailures[_Failure] = InjectedFailures()
         self._session: aiohttp.ClientSession | None = None
-        self.port = 0
 
     # --- server life cycle ----------------------------------------------------------------------
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def api_url(self) -> str:
@@ -143,20 +138,16 @@ class TelegramStandIn:
         return f"{self.origin}/file/bot"
 
     async def start(self) -> None:
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = self._new_app()
         app.router.add_post("/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.port = int(self._runner.addresses[0][1])
+        await self._serve(app)
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._stop_serving()
 
     # --- test-side: state and actions ------------------------------------------------------------
 
@@ -204,9 +195,7 @@ class TelegramStandIn:
                 500: "Internal Server Error",
                 502: "Bad Gateway",
             }.get(status, "Error")
-        self._failures.setdefault(method, []).append(
-            _Failure(status, description, retry_after, times)
-        )
+        self._failures.add(method, _Failure(status, description, retry_after, times))
 
     async def push_update(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Queue an update (``update_id`` assigned) for getUpdates, or POST it to the webhook."""
@@ -243,18 +232,16 @@ class TelegramStandIn:
         timeout: float = 15.0,  # noqa: ASYNC109 - a test helper's deadline, in the message
     ) -> Call:
         """The ``count``-th call of ``method`` matching ``where`` (waiting for it)."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def probe() -> Call | None:
             found = [c for c in self.calls_to(method) if where is None or where(c)]
-            if len(found) >= count:
-                return found[count - 1]
-            left = deadline - time.monotonic()
-            if left <= 0:
-                seen = [c.method for c in self.calls]
-                raise AssertionError(f"no {count}x {method} within {timeout}s; calls: {seen}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(left, 0.2))
+            return found[count - 1] if len(found) >= count else None
+
+        def failure() -> str:
+            seen = [c.method for c in self.calls]
+            return f"no {count}x {method} within {timeout}s; calls: {seen}"
+
+        return await self._poll(probe, timeout, failure, every=0.2)
 
     def replies_to(self, chat_id: int, message_id: int) -> list[Call]:
         """Messages the bot sent in ``chat_id`` replying to ``message_id``."""
@@ -376,7 +363,7 @@ class TelegramStandIn:
         if handler is None:
             self.unknown.append(method)
             return self._answer(call, _error(404, "Not Found"))
-        failure = self._take_failure(method)
+        failure = self._failures.take(method)
         if failure is not None:
             return self._answer(
                 call, _error(failure.status, failure.description, failure.retry_after)
@@ -397,16 +384,6 @@ class TelegramStandIn:
         self._changed.set()
         return response
 
-    def _take_failure(self, method: str) -> _Failure | None:
-        queue = self._failures.get(method)
-        if not queue:
-            return None
-        failure = queue[0]
-        failure.times -= 1
-        if failure.times <= 0:
-            queue.pop(0)
-        return failure
-
     async def _m_getMe(self, call: Call, request: web.Request) -> Any:
         return self.bot_user
 
@@ -426,9 +403,7 @@ class TelegramStandIn:
         while not self._updates and time.monotonic() < deadline:
             if request.transport is None or request.transport.is_closing():
                 return []  # the client gave up (PTB cancels its long poll on stop)
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), 0.05)
+            await self._next_change(0.05)
         return self._updates[:limit]
 
     async def _m_deleteWebhook(self, call: Call, request: web.Request) -> Any:
@@ -575,7 +550,7 @@ class TelegramStandIn:
         call = Call("download", {"file_path": path})
         self._record(call)
         stored = next((f for f in self.files.values() if f.file_path == path), None)
-        failure = self._take_failure("download")
+        failure = self._failures.take("download")
         if failure is not None:
             return self._answer(call, _error(failure.status, failure.description))
         if stored is None:

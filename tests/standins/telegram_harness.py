@@ -11,7 +11,7 @@ import asyncio
 import io
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from detector.config import ModelConfig
 from detector.faces import Box
 from detector.results import Analysis, FaceResult
 
+from .common import running_service, standin_settings
 from .telegram_api import TelegramStandIn
 
 FAKE_CONFIG = ModelConfig(name="fake detector (tests)", thresholds=(0.3, 0.7))
@@ -97,18 +98,14 @@ def always(result: Analysis | BaseException) -> Script:
 
 
 def settings_for(standin: TelegramStandIn, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
+    platform = {
         "telegram_token": standin.token,
         "telegram_api_url": standin.api_url,
         "telegram_file_url": standin.file_url,
         "telegram_poll_timeout_s": 2,
         "telegram_album_wait_s": 0.3,
-        "rate_limit_per_minute": 100,
-        "http_enabled": False,
-        "shutdown_grace_s": 15.0,
     }
-    values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return standin_settings(platform, overrides)
 
 
 @dataclass
@@ -135,9 +132,18 @@ async def running_bot(
         chat_settings or ChatSettings(),
         card or ModelCard.from_config(FAKE_CONFIG),
     )
-    service = Service([telegram], checks, detector, grace_s=settings.shutdown_grace_s)
-    try:  # as ``bot.runner.serve`` does: a failed start still stops what did start
-        await service.start()
+    async with running_service(settings, telegram, checks, detector) as service:
         yield Running(service, telegram, settings)
-    finally:
-        await service.stop()
+
+
+def running_bot_on(
+    standin: TelegramStandIn,
+    detector: Detector,
+    *,
+    chat_settings: ChatSettings | None = None,
+    **overrides: Any,
+) -> AbstractAsyncContextManager[Running]:
+    """``running_bot`` with ``settings_for(standin, **overrides)``: the bot polling (or, with
+    webhook settings, registered with) the stand-in, around ``detector``."""
+    settings = settings_for(standin, **overrides)
+    return running_bot(settings, detector, chat_settings=chat_settings)
