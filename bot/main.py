@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--init", type=Path, default=None, metavar="WEIGHTS", help="fine-tune: "
+                       "start from these weights (any supported face-crop family with mean = "
+                       "std = 0.5, e.g. the shipped file or FF++ all_c23.p) instead of random ones")
+    train.add_argument("--init-family", default=None, help="family of --init when it cannot be "
+                       "inferred")
     return parser
 
 
@@ -181,6 +186,7 @@ def _train(args: argparse.Namespace) -> int:
     import torch
 
     from detector.cli import available_cores
+    from detector.errors import CheckpointError
     from detector.train import TrainOptions, run_training
 
     torch.set_num_threads(args.threads or available_cores())
@@ -202,10 +208,22 @@ def _train(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         seed=args.seed,
         progress=not args.no_progress,
+        init=args.init,
+        init_family=args.init_family,
     )
-    final = run_training(opts)
+    try:
+        final = run_training(opts)
+    except (CheckpointError, ValueError, OSError) as exc:
+        return _fail(exc)
     print(f"calibrated model: {final}")  # noqa: T201 - the command's result
     return 0
+
+
+def _fail(exc: Exception) -> int:
+    """Bad input to train/calibrate: one clear line on stderr (the traceback with -v), exit 2."""
+    _log.debug("details", exc_info=exc)
+    print(f"error: {exc}", file=sys.stderr)  # noqa: T201 - the command's error output
+    return 2
 
 
 def _run() -> int:
@@ -310,10 +328,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "eval":
         return _eval(args)
     if args.command == "calibrate":
+        from detector.errors import CheckpointError
         from detector.train import run_calibration
 
-        out, report = run_calibration(args.weights, args.manifest, args.out, args.split,
-                                      args.family, args.cache_dir, args.name)
+        try:
+            out, report = run_calibration(args.weights, args.manifest, args.out, args.split,
+                                          args.family, args.cache_dir, args.name)
+        except (CheckpointError, ValueError, OSError) as exc:
+            return _fail(exc)
         print(json.dumps({"out": str(out), **report}, indent=2))  # noqa: T201
         return 0
     if args.command == "train":

@@ -3,13 +3,15 @@ the three verdict bands, both stored in the checkpoint's ModelConfig."""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from detector.metrics import roc_curve
+from detector.metrics import ece, roc_curve
 
 F64 = npt.NDArray[np.float64]
 
@@ -104,3 +106,33 @@ def choose_thresholds(
     fpr_high = float((reals >= high).mean()) if len(reals) else float("nan")
     fnr_low = float((fakes_all < low).mean()) if len(fakes_all) else float("nan")
     return BandThresholds(low, high, fpr_high, fnr_low)
+
+
+def _fold_of(group: str, folds: int) -> int:
+    return int.from_bytes(hashlib.sha256(group.encode("utf-8")).digest()[:4], "big") % folds
+
+
+def crossfit_ece(
+    margins: npt.ArrayLike, labels: npt.ArrayLike, groups: Sequence[str], folds: int = 2
+) -> float:
+    """ECE of :func:`fit_platt` measured on data it was not fitted on.
+
+    The samples are split into ``folds`` by a hash of their group (source video / image, so no
+    group is on both sides); each fold is scored with the calibration fitted on the others and
+    the ECE of the pooled held-out probabilities is returned. ECE on the calibration data itself
+    is optimistic; this is the honest figure. NaN if a fold lacks one of the classes.
+    """
+    m = np.asarray(margins, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.float64)
+    if len(groups) != len(m) or len(y) != len(m):
+        raise ValueError("margins, labels and groups must have the same length")
+    fold = np.array([_fold_of(g, folds) for g in groups])
+    p = np.empty_like(m)
+    for k in range(folds):
+        held = fold == k
+        fit = ~held
+        if not held.any() or len(np.unique(y[fit])) < 2:
+            return float("nan")
+        temperature, bias = fit_platt(m[fit], y[fit])
+        p[held] = 1.0 / (1.0 + np.exp(-(m[held] / temperature + bias)))
+    return ece(y, p)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from detector.calibrate import choose_thresholds, fit_temperature
+from detector.calibrate import _fold_of, choose_thresholds, crossfit_ece, fit_platt, fit_temperature
 from detector.metrics import average_precision, ece, eer, roc_auc, summarize
 
 
@@ -24,7 +24,7 @@ def test_auc_matches_pairwise_definition() -> None:
     y = rng.integers(0, 2, 300)
     s = np.round(rng.random(300) + 0.3 * y, 2)  # with ties
     pos, neg = s[y == 1], s[y == 0]
-    pairwise = ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+    pairwise = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
     assert roc_auc(y, s) == pytest.approx(pairwise / (len(pos) * len(neg)))
 
 
@@ -88,3 +88,39 @@ def test_platt_recovers_scale_and_offset() -> None:
     assert ece(labels, p) < 0.02
     with pytest.raises(ValueError):
         fit_platt(-seen, labels)
+
+
+def _logistic_sample(rng: np.random.Generator, shifts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    margins = rng.normal(0.0, 2.0, len(shifts))
+    labels = (rng.random(len(shifts)) < 1 / (1 + np.exp(-(margins + shifts)))).astype(float)
+    return margins, labels
+
+
+def test_crossfit_ece_is_small_when_calibration_transfers() -> None:
+    rng = np.random.default_rng(0)
+    groups = [f"g{i}" for i in range(6000)]
+    margins, labels = _logistic_sample(rng, np.zeros(len(groups)))
+    assert crossfit_ece(margins, labels, groups) < 0.03
+
+
+def test_crossfit_ece_exposes_what_in_sample_ece_hides() -> None:
+    """Two halves of the groups need opposite offsets: one pooled fit looks fine in-sample on
+    average bins, but fitted on one half it is badly off on the other."""
+    rng = np.random.default_rng(1)
+    groups = [f"g{i}" for i in range(6000)]
+    shift = np.array([3.0 if _fold_of(g, 2) == 0 else -3.0 for g in groups])
+    margins, labels = _logistic_sample(rng, shift)
+    t, b = fit_platt(margins, labels)
+    in_sample = ece(labels, 1 / (1 + np.exp(-(margins / t + b))))
+    held_out = crossfit_ece(margins, labels, groups)
+    assert held_out > in_sample + 0.2
+
+
+def test_crossfit_keeps_groups_whole_and_needs_both_classes() -> None:
+    assert _fold_of("dfdc:abc", 2) == _fold_of("dfdc:abc", 2)
+    assert {_fold_of(f"g{i}", 2) for i in range(50)} == {0, 1}
+    groups = [f"g{i}" for i in range(40)]
+    labels = np.array([1.0 if _fold_of(g, 2) == 0 else 0.0 for g in groups])
+    assert math.isnan(crossfit_ece(np.linspace(-1, 1, 40), labels, groups))
+    with pytest.raises(ValueError, match="same length"):
+        crossfit_ece([0.0, 1.0], [0, 1], ["a"])

@@ -59,6 +59,8 @@ def test_train_resume_and_calibrate(tiny_set: Path, tmp_path: Path) -> None:
     cal = json.loads((out / "calibration.json").read_text())
     assert loaded.config.temperature == pytest.approx(cal["temperature"])
     assert loaded.config.thresholds == (pytest.approx(cal["low"]), pytest.approx(cal["high"]))
+    assert 0.0 <= cal["ece"] <= 1.0
+    assert "ece_heldout" in cal  # NaN allowed: tiny folds may lack a class
 
 
 def test_region_cache_survives_a_torn_line(tiny_set: Path, tmp_path: Path) -> None:
@@ -99,3 +101,52 @@ def test_calibrate_command_writes_a_calibrated_checkpoint(
     low, high = loaded.config.thresholds
     assert 0.05 <= low <= high <= 0.95
     assert loaded.config.temperature != 1.0
+
+
+def test_fine_tuning_starts_from_the_given_weights(
+    tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    trainer = Trainer(_opts(tiny_set, out, cache, init=tiny_checkpoint, max_steps=1))
+    trainer.build()
+    start = load_checkpoint(tiny_checkpoint).module.state_dict()
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, start[key]), key
+    final = run_training(_opts(tiny_set, out, cache, init=tiny_checkpoint))
+    description = load_checkpoint(final).config.description
+    assert description.startswith("fine-tuned from test-xception")
+    # A resumed run keeps saying where it started, even without --init.
+    again = Trainer(_opts(tiny_set, out, cache))
+    again.build()
+    assert again.origin == description
+
+
+def test_fine_tuning_refuses_other_preprocessing(
+    tiny_set: Path, tiny_module: torch.nn.Module, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.main import main
+    from detector.checkpoints import save_checkpoint
+    from detector.config import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+
+    imagenet = tmp_path / "imagenet-norm.safetensors"
+    save_checkpoint(
+        tiny_module, ModelConfig(input_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD), imagenet
+    )
+    code = main(["train", str(tiny_set), "--out", str(tmp_path / "run"), "--input-size", "64",
+                 "--init", str(imagenet), "--cache-dir", str(tmp_path / "c"), "--no-progress"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "cannot be fine-tuned here" in err and "mean = std = 0.5" in err
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_calibrate_reports_bad_input_in_one_line(
+    tiny_set: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.main import main
+
+    code = main(["calibrate", str(tiny_set), "--weights", str(tmp_path / "missing.safetensors"),
+                 "--out", str(tmp_path / "out.safetensors")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: Detector weights not installed") and "Traceback" not in err
