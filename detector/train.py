@@ -318,15 +318,31 @@ class Trainer:
         self.done_in_epoch = int(state["done_in_epoch"])
         self.best_auc, self.bad_epochs = float(state["best_auc"]), int(state["bad_epochs"])
         self.origin = str(state.get("origin", self.origin))
+        before = state["options"].get("epochs")
+        if before != self.opts.epochs and self.bad_epochs:
+            # A new schedule (usually a longer one) raises the learning rate again, and the
+            # dip that follows must not end it early: patience starts afresh.
+            _log.info(
+                "schedule changed from %s to %d epochs: early-stopping patience starts afresh "
+                "(was %d of %d epochs without a gain)",
+                before,
+                self.opts.epochs,
+                self.bad_epochs,
+                self.opts.patience,
+            )
+            self.bad_epochs = 0
         if self.opts.init is not None:
             _log.info("resuming %s; --init is not applied again", self.state_path)
         _log.info(
-            "resumed from %s: epoch %d, step %d, %d samples into the epoch, best AUC %.4f",
+            "resumed from %s: epoch %d, step %d, %d samples into the epoch, best AUC %.4f, "
+            "%d of %d epochs without a gain",
             self.state_path,
             self.epoch,
             self.step,
             self.done_in_epoch,
             self.best_auc,
+            self.bad_epochs,
+            self.opts.patience,
         )
 
     def _save_state(self) -> None:

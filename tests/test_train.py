@@ -150,3 +150,20 @@ def test_calibrate_reports_bad_input_in_one_line(
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: Detector weights not installed") and "Traceback" not in err
+
+
+def test_a_new_schedule_restarts_patience(tiny_set: Path, tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    first = Trainer(_opts(tiny_set, out, cache, max_steps=2))
+    first.prepare()
+    first.build()
+    first.fit()
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    state["bad_epochs"] = 3
+    torch.save(state, out / "last.pt")
+    same = Trainer(_opts(tiny_set, out, cache))
+    same.build()
+    assert same.bad_epochs == 3  # same schedule: patience carries on
+    longer = Trainer(_opts(tiny_set, out, cache, epochs=4))
+    longer.build()
+    assert longer.bad_epochs == 0 and longer.step == 2
