@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,6 +29,16 @@ def _opts(manifest: Path, out: Path, cache: Path, **kw: object) -> TrainOptions:
     return TrainOptions(**base)  # type: ignore[arg-type]
 
 
+def _train_steps(manifest: Path, out: Path, cache: Path, steps: int) -> dict[str, Any]:
+    """Train ``steps`` steps and stop; the resumable state written to ``out/last.pt``."""
+    trainer = Trainer(_opts(manifest, out, cache, max_steps=steps))
+    trainer.prepare()
+    trainer.build()
+    trainer.fit()
+    state: dict[str, Any] = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    return state
+
+
 def test_manifest_reading(tiny_set: Path) -> None:
     rows = read_manifest(tiny_set)
     assert len(rows) == 49 and {r.split for r in rows} == {"train", "val"}
@@ -38,11 +49,7 @@ def test_manifest_reading(tiny_set: Path) -> None:
 def test_train_resume_and_calibrate(tiny_set: Path, tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "cache"
     # Stop after 3 steps: a resumable state must be on disk.
-    first = Trainer(_opts(tiny_set, out, cache, max_steps=3))
-    first.prepare()
-    first.build()
-    first.fit()
-    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    state = _train_steps(tiny_set, out, cache, 3)
     assert state["step"] == 3 and state["done_in_epoch"] == 12
     # The face boxes were cached: a second pass finds them all without the detector.
     cache_file = next(cache.glob("regions-*.jsonl"))
@@ -154,11 +161,7 @@ def test_calibrate_reports_bad_input_in_one_line(
 
 def test_a_new_schedule_restarts_patience(tiny_set: Path, tmp_path: Path) -> None:
     out, cache = tmp_path / "run", tmp_path / "cache"
-    first = Trainer(_opts(tiny_set, out, cache, max_steps=2))
-    first.prepare()
-    first.build()
-    first.fit()
-    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    state = _train_steps(tiny_set, out, cache, 2)
     state["bad_epochs"] = 3
     torch.save(state, out / "last.pt")
     same = Trainer(_opts(tiny_set, out, cache))
