@@ -55,6 +55,11 @@ class Sample:
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
+    def group_key(self) -> str:
+        """What keeps related images together (the ``group`` column, else the file itself)."""
+        return self.group or self.path.name
+
+    @property
     def label_name(self) -> str:
         return "fake" if self.label == FAKE else "real"
 

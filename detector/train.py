@@ -567,7 +567,7 @@ def run_training(opts: TrainOptions) -> Path:
         trainer.val_inputs,
         trainer.val_labels,
         trainer.bf16,
-        [s.group or s.path.name for s, _ in trainer.val_pairs],
+        [s.group_key for s, _ in trainer.val_pairs],
     )
     final = opts.out / "model.safetensors"
     save_checkpoint(model, config, final, dtype=torch.float16)
@@ -608,7 +608,7 @@ def run_calibration(
     labels = np.array([s.label for s, _ in pairs], dtype=np.int64)
     model = loaded.module.to(memory_format=torch.channels_last)
     base = cfg.replace(temperature=1.0, name=name or cfg.name)
-    groups = [s.group or s.path.name for s, _ in pairs]
+    groups = [s.group_key for s, _ in pairs]
     config, report = calibrate_model(model, base, inputs, labels, bf16_supported(), groups)
     save_checkpoint(model, config, out, dtype=torch.float16)
     return out, report
