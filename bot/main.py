@@ -50,7 +50,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
-        help="auto: bf16 on CPUs with native bf16, else fp32",
+        help="auto: bf16 on CPUs with native bf16 when the weights' measured bf16 gap "
+             "(stamped by calibrate) is within 0.01 of fp32, else fp32",
     )
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
 

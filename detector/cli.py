@@ -25,7 +25,7 @@ from detector.config import Band
 from detector.errors import CheckpointError, DetectorError, ImageTooLarge
 from detector.faces import FaceFinder, FaceFinderOptions
 from detector.images import ImageLimits
-from detector.model import Classifier, RuntimeOptions, bf16_supported
+from detector.model import Classifier, Precision, RuntimeOptions
 from detector.pipeline import Pipeline
 from detector.results import Analysis
 from detector.service import DetectorService, ServiceOptions
@@ -47,10 +47,15 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+_PRECISIONS: dict[str, Precision] = {"auto": "auto", "fp32": "fp32", "bf16": "bf16"}
+
+
 def runtime_options(precision: str) -> RuntimeOptions:
-    if precision == "auto":
-        return RuntimeOptions("bf16" if bf16_supported() else "fp32", channels_last=True)
-    return RuntimeOptions("bf16" if precision == "bf16" else "fp32", channels_last=True)
+    """``auto`` stays ``auto`` here: the classifier resolves it with the loaded weights' config."""
+    try:
+        return RuntimeOptions(_PRECISIONS[precision], channels_last=True)
+    except KeyError:
+        raise ValueError(f"unknown precision {precision!r}: auto, fp32 or bf16") from None
 
 
 def make_classifier(args: argparse.Namespace) -> Classifier:

@@ -65,6 +65,10 @@ class ModelConfig:
     thresholds: tuple[float, float] = (0.3, 0.7)
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # Largest |P(fake) under bf16 autocast - P(fake) in fp32| measured on validation faces
+    # (``deepfake-bot eval --stamp-into``); None when never measured. ``auto`` precision uses
+    # bf16 only for weights whose measured gap is within the project's bound.
+    bf16_max_dp: float | None = None
 
     def __post_init__(self) -> None:
         low, high = self.thresholds
@@ -82,6 +86,10 @@ class ModelConfig:
             raise ValueError("a sigmoid head has exactly one output")
         if self.crop_scale < 1.0:
             raise ValueError("crop_scale must be >= 1")
+        if self.bf16_max_dp is not None and not (
+            math.isfinite(self.bf16_max_dp) and 0.0 <= self.bf16_max_dp <= 1.0
+        ):
+            raise ValueError(f"bf16_max_dp must be in [0, 1], got {self.bf16_max_dp}")
 
     def band(self, p_fake: float) -> Band:
         low, high = self.thresholds

@@ -25,7 +25,10 @@ from detector.xception import Xception
 
 _log = logging.getLogger(__name__)
 
-Precision = Literal["fp32", "bf16"]
+Precision = Literal["auto", "fp32", "bf16"]
+# The largest |P(fake) bf16 - P(fake) fp32| that ``auto`` accepts for a weight set: bf16 must
+# not move a verdict's percentage by more than a point.
+BF16_TOLERANCE = 0.01
 ALLOWED_CLASS_COUNTS = (1, 2, 1000)
 
 
@@ -48,16 +51,31 @@ def bf16_supported() -> bool:
 
 @dataclass(frozen=True)
 class RuntimeOptions:
-    """How the network is run. ``bf16`` uses autocast; weights stay fp32."""
+    """How the network is run. ``bf16`` uses autocast; weights stay fp32. ``auto`` is bf16 on
+    CPUs with native bf16 for weights whose measured bf16 gap (``ModelConfig.bf16_max_dp``) is
+    within :data:`BF16_TOLERANCE`, else fp32."""
 
-    precision: Precision = "bf16"
+    precision: Precision = "auto"
     channels_last: bool = True
 
-    def resolved(self) -> RuntimeOptions:
-        if self.precision == "bf16" and not bf16_supported():
+    def resolved(self, config: ModelConfig) -> RuntimeOptions:
+        """The concrete precision (never ``auto``) for these weights on this CPU."""
+        precision = self.precision
+        if precision == "auto":
+            gap = config.bf16_max_dp
+            if not bf16_supported():
+                precision, why = "fp32", "this CPU lacks native bf16"
+            elif gap is None:
+                precision, why = "fp32", "the weights carry no measured bf16 gap"
+            elif gap > BF16_TOLERANCE:
+                precision, why = "fp32", f"bf16 moves P(fake) by up to {gap:.4f} with them"
+            else:
+                precision, why = "bf16", f"bf16 moves P(fake) by at most {gap:.4f} with them"
+            _log.info("precision auto → %s for %s: %s", precision, config.name, why)
+        elif precision == "bf16" and not bf16_supported():
             _log.warning("bf16 requested but this CPU lacks native bf16; using fp32")
-            return RuntimeOptions("fp32", self.channels_last)
-        return self
+            precision = "fp32"
+        return RuntimeOptions(precision, self.channels_last)
 
 
 def logits_to_p_fake(logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:
@@ -91,7 +109,7 @@ class Classifier:
         if config.num_classes == 1000:
             raise ValueError("an ImageNet classifier is not a deepfake detector")
         self.config = config
-        self.options = (options or RuntimeOptions()).resolved()
+        self.options = (options or RuntimeOptions()).resolved(config)
         self.sha256 = sha256
         module.eval()
         if self.options.channels_last:

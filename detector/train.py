@@ -510,6 +510,24 @@ class Trainer:
         return self.best_path
 
 
+def round_to_storage(model: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
+    """Round the model's floating-point weights to ``dtype`` and back, in place, so that what is
+    calibrated and measured is exactly what a checkpoint stored in ``dtype`` will serve."""
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            if t.is_floating_point():
+                t.copy_(t.to(dtype).to(t.dtype))
+    return model
+
+
+def _margins(clf: Classifier, inputs: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
+    chunks = []
+    for i in range(0, len(inputs), 64):
+        z = clf.logits(inputs[i : i + 64])
+        chunks.append((z[:, 1] - z[:, 0]).double().numpy())
+    return np.concatenate(chunks)
+
+
 def calibrate_model(
     model: nn.Module,
     base: ModelConfig,
@@ -518,24 +536,34 @@ def calibrate_model(
     bf16: bool,
     groups: Sequence[str] | None = None,
 ) -> tuple[ModelConfig, dict[str, float]]:
-    """Temperature, logit offset (Platt) and band thresholds fitted on (validation) crops.
+    """Temperature, logit offset (Platt) and band thresholds fitted on (validation) crops, with
+    the network in fp32 (the reference).
 
+    With ``bf16`` (a CPU with native bf16), the same crops are scored again under bf16 autocast
+    and the largest change of the calibrated P(fake) is stored as ``bf16_max_dp``: ``auto``
+    precision serves these weights in bf16 only when it is within ``BF16_TOLERANCE``.
     With ``groups``, the report also carries ``ece_heldout``: the ECE of the same calibration
     fitted on one half of the groups and measured on the other (both ways), since the ECE on the
     data the calibration was fitted on is optimistic.
     """
-    uncalibrated = base.replace(temperature=1.0, logit_bias=0.0)
-    clf = Classifier(model, uncalibrated, RuntimeOptions("bf16" if bf16 else "fp32", True))
-    chunks = []
-    for i in range(0, len(inputs), 64):
-        z = clf.logits(inputs[i : i + 64])
-        chunks.append((z[:, 1] - z[:, 0]).double().numpy())
-    m = np.concatenate(chunks)
+    uncalibrated = base.replace(temperature=1.0, logit_bias=0.0, bf16_max_dp=None)
+    m = _margins(Classifier(model, uncalibrated, RuntimeOptions("fp32", True)), inputs)
     temperature, bias = fit_platt(m, labels)
-    p = 1.0 / (1.0 + np.exp(-(m / temperature + bias)))
+
+    def calibrated(margins: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(1.0 / (1.0 + np.exp(-(margins / temperature + bias))), np.float64)
+
+    p = calibrated(m)
+    gap = None
+    if bf16:
+        m16 = _margins(Classifier(model, uncalibrated, RuntimeOptions("bf16", True)), inputs)
+        gap = float(np.max(np.abs(calibrated(m16) - p))) if len(p) else 0.0
     bands = choose_thresholds(p, labels)
     config = base.replace(
-        temperature=temperature, logit_bias=bias, thresholds=(bands.low, bands.high)
+        temperature=temperature,
+        logit_bias=bias,
+        thresholds=(bands.low, bands.high),
+        bf16_max_dp=gap,
     )
     report = {
         "temperature": temperature,
@@ -546,6 +574,8 @@ def calibrate_model(
         "fnr_at_low": bands.fnr_at_low,
         "ece": ece(labels, p),
     }
+    if gap is not None:
+        report["bf16_max_dp"] = gap
     if groups is not None:
         report["ece_heldout"] = crossfit_ece(m, labels, groups)
     return config, report
@@ -560,7 +590,7 @@ def run_training(opts: TrainOptions) -> Path:
     trainer.build()
     best = trainer.fit()
     loaded = load_checkpoint(best)
-    model = loaded.module.to(memory_format=torch.channels_last)
+    model = round_to_storage(loaded.module).to(memory_format=torch.channels_last)
     config, report = calibrate_model(
         model,
         loaded.config,
@@ -606,7 +636,7 @@ def run_calibration(
         _log.info("calibration: %d images without a face skipped", len(skipped))
     inputs = load_inputs(pairs, cfg.input_size, cfg.interpolation)
     labels = np.array([s.label for s, _ in pairs], dtype=np.int64)
-    model = loaded.module.to(memory_format=torch.channels_last)
+    model = round_to_storage(loaded.module).to(memory_format=torch.channels_last)
     base = cfg.replace(temperature=1.0, name=name or cfg.name)
     groups = [s.group_key for s, _ in pairs]
     config, report = calibrate_model(model, base, inputs, labels, bf16_supported(), groups)

@@ -8,10 +8,16 @@ from detector.config import FAMILY_CONFIGS, Band, ModelConfig
 
 
 def test_json_round_trip_keeps_every_field() -> None:
-    cfg = ModelConfig(name="x", temperature=1.7, thresholds=(0.2, 0.8), extra={"k": "v"})
+    cfg = ModelConfig(
+        name="x", temperature=1.7, thresholds=(0.2, 0.8), extra={"k": "v"}, bf16_max_dp=0.004
+    )
     again = ModelConfig.from_json(cfg.to_json())
     assert again == cfg
     assert isinstance(again.mean, tuple) and isinstance(again.thresholds, tuple)
+
+
+def test_configs_written_before_a_field_existed_still_load() -> None:
+    assert ModelConfig.from_json('{"name": "old"}').bf16_max_dp is None
 
 
 def test_unknown_fields_are_refused() -> None:
@@ -30,6 +36,8 @@ def test_unknown_fields_are_refused() -> None:
         {"head": "sigmoid", "num_classes": 2},
         {"crop_scale": 0.5},
         {"input_size": 8},
+        {"bf16_max_dp": -0.01},
+        {"bf16_max_dp": float("nan")},
     ],
 )
 def test_invalid_configs_are_refused(changes: dict[str, object]) -> None:

@@ -3,6 +3,7 @@ loads as a detector. (Quality is measured by `deepfake-bot eval`, not here.)"""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,44 @@ def test_fine_tuning_refuses_other_preprocessing(
     err = capsys.readouterr().err
     assert "cannot be fine-tuned here" in err and "mean = std = 0.5" in err
     assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_round_to_storage_matches_a_saved_fp16_checkpoint(
+    tiny_module: torch.nn.Module, tmp_path: Path
+) -> None:
+    from detector.checkpoints import save_checkpoint
+    from detector.config import ModelConfig
+    from detector.train import round_to_storage
+
+    module = copy.deepcopy(tiny_module)
+    path = tmp_path / "fp16.safetensors"
+    save_checkpoint(module, ModelConfig(input_size=64), path, dtype=torch.float16)
+    stored = load_checkpoint(path).module.state_dict()
+    assert any(not torch.equal(v, stored[k]) for k, v in module.state_dict().items())
+    rounded = round_to_storage(module).state_dict()
+    for key, value in rounded.items():
+        assert torch.equal(value, stored[key]), key
+
+
+def test_calibration_measures_the_bf16_gap_it_stamps(tiny_module: torch.nn.Module) -> None:
+    from detector.config import ModelConfig
+    from detector.model import Classifier, RuntimeOptions
+    from detector.train import calibrate_model
+
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, 256, size=(24, 64, 64, 3), dtype=np.uint8)
+    labels = np.array([0, 1] * 12, dtype=np.int64)
+    base = ModelConfig(input_size=64)
+    tiny_module = copy.deepcopy(tiny_module)
+    config, report = calibrate_model(tiny_module, base, inputs, labels, bf16=True)
+    assert config.bf16_max_dp is not None and report["bf16_max_dp"] == config.bf16_max_dp
+    p = [Classifier(tiny_module, config, RuntimeOptions(x, True)).predict(inputs)  # type: ignore[arg-type]
+         for x in ("fp32", "bf16")]
+    assert config.bf16_max_dp == pytest.approx(float(np.max(np.abs(p[0] - p[1]))), abs=1e-6)
+    # Without bf16 nothing is claimed.
+    again, report = calibrate_model(tiny_module, base, inputs, labels, bf16=False)
+    assert again.bf16_max_dp is None and "bf16_max_dp" not in report
+    assert again.temperature == pytest.approx(config.temperature)  # fitted in fp32 both times
 
 
 def test_calibrate_reports_bad_input_in_one_line(
