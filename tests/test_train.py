@@ -97,13 +97,17 @@ def test_augmentations_keep_shape_and_range() -> None:
 
 
 def test_calibrate_command_writes_a_calibrated_checkpoint(
-    tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path
+    tiny_set: Path, tmp_path: Path
 ) -> None:
     from bot.main import main
 
-    out = tmp_path / "calibrated.safetensors"
-    assert main(["calibrate", str(tiny_set), "--weights", str(tiny_checkpoint), "--out", str(out),
-                 "--cache-dir", str(tmp_path / "c"), "--name", "calibrated tiny"]) == 0
+    # Calibration needs scores that carry a signal: an untrained network's are near-constant,
+    # and which way they lean depends on the arithmetic. Two tiny epochs give it one.
+    cache = tmp_path / "c"
+    run_training(_opts(tiny_set, tmp_path / "run", cache))
+    best, out = tmp_path / "run" / "best.safetensors", tmp_path / "calibrated.safetensors"
+    assert main(["calibrate", str(tiny_set), "--weights", str(best), "--out", str(out),
+                 "--cache-dir", str(cache), "--name", "calibrated tiny"]) == 0
     loaded = load_checkpoint(out)
     assert loaded.config.name == "calibrated tiny" and loaded.config.input_size == 64
     low, high = loaded.config.thresholds
@@ -179,7 +183,7 @@ def test_calibration_measures_the_bf16_gap_it_stamps(tiny_module: torch.nn.Modul
     assert config.bf16_max_dp is not None and report["bf16_max_dp"] == config.bf16_max_dp
     p = [Classifier(tiny_module, config, RuntimeOptions(x, True)).predict(inputs)  # type: ignore[arg-type]
          for x in ("fp32", "bf16")]
-    assert config.bf16_max_dp == pytest.approx(float(np.max(np.abs(p[0] - p[1]))), abs=1e-6)
+    assert config.bf16_max_dp == pytest.approx(float(np.max(np.abs(p[0] - p[1]))), abs=1e-5)
     # Without bf16 nothing is claimed.
     again, report = calibrate_model(tiny_module, base, inputs, labels, bf16=False)
     assert again.bf16_max_dp is None and "bf16_max_dp" not in report
