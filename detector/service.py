@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from detector import memory
 from detector.errors import DetectorBusy, DetectorClosed
 from detector.pipeline import Pipeline, Prepared
 from detector.results import Analysis
@@ -35,6 +36,9 @@ class ServiceOptions:
     max_batch: int = 16
     max_wait_ms: float = 8.0
     prep_workers: int = 2
+    # Every this many batches, hand freed heap memory back to the OS (0: never); see
+    # detector.memory. It runs on the model thread, between batches.
+    trim_every: int = 64
 
 
 @dataclass
@@ -212,6 +216,9 @@ class DetectorService:
             if not job.future.done():
                 job.future.set_result(scores[offset : offset + k])
             offset += k
+        every = self.options.trim_every
+        if every and self.stats.batches % every == 0:  # after the replies: nobody waits on it
+            await loop.run_in_executor(self._model_pool, memory.release_free_memory)
 
     def _score(self, inputs: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
         size = self.options.max_batch

@@ -176,3 +176,29 @@ async def test_close_finishes_in_flight_and_refuses_new_work() -> None:
     assert service._model_pool._shutdown and service._prep_pool._shutdown
     assert not any(t.name.startswith("detector-") for t in threading.enumerate())
     await service.close()  # idempotent
+
+
+@pytest.mark.parametrize(("every", "expected"), [(2, 3), (0, 0)])
+async def test_freed_memory_is_handed_back_every_n_batches_on_the_model_thread(
+    monkeypatch: pytest.MonkeyPatch, every: int, expected: int
+) -> None:
+    from detector import memory
+
+    trims: list[str] = []
+    monkeypatch.setattr(
+        memory, "release_free_memory", lambda: trims.append(threading.current_thread().name)
+    )
+    async with DetectorService(StubPipeline(), ServiceOptions(trim_every=every)) as service:
+        for i in range(7):  # one at a time: seven batches
+            await service.analyze(f"1:{i}".encode())
+        assert service.stats.batches == 7
+    assert trims == ["detector-model_0"] * expected
+
+
+def test_release_free_memory_runs_on_glibc() -> None:
+    import platform
+
+    from detector.memory import release_free_memory
+
+    ran = release_free_memory()
+    assert ran is (platform.libc_ver()[0] == "glibc")
