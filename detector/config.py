@@ -65,9 +65,9 @@ class ModelConfig:
     thresholds: tuple[float, float] = (0.3, 0.7)
     description: str = ""
     extra: dict[str, str] = field(default_factory=dict)
-    # Largest |P(fake) under bf16 autocast - P(fake) in fp32| measured on validation faces
-    # (``deepfake-bot eval --stamp-into``); None when never measured. ``auto`` precision uses
-    # bf16 only for weights whose measured gap is within the project's bound.
+    # Largest |P(fake) under bf16 autocast - P(fake) in fp32| measured on the calibration faces
+    # (``deepfake-bot calibrate`` and the trainer's own); None when never measured. ``auto``
+    # precision uses bf16 only for weights whose measured gap is within the project's bound.
     bf16_max_dp: float | None = None
 
     def __post_init__(self) -> None:
