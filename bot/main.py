@@ -120,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=40)
     train.add_argument("--batch-size", type=int, default=32)
     train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--warmup-steps", type=int, default=300, help="steps of linear learning-"
+                       "rate warm-up before the cosine decay (shorter for a short fine-tune)")
     train.add_argument("--samples-per-epoch", type=int, default=0)
     train.add_argument("--sbi", type=float, default=0.3, help="share of real faces turned into "
                        "self-blended pseudo-fakes")
@@ -198,6 +200,7 @@ def _train(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        warmup_steps=args.warmup_steps,
         samples_per_epoch=args.samples_per_epoch,
         sbi=args.sbi,
         balance=args.balance,

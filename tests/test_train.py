@@ -213,3 +213,18 @@ def test_a_new_schedule_restarts_patience(tiny_set: Path, tmp_path: Path) -> Non
     longer = Trainer(_opts(tiny_set, out, cache, epochs=4))
     longer.build()
     assert longer.bad_epochs == 0 and longer.step == 2
+
+
+def test_train_command_passes_the_warmup_length(tiny_set: Path, tmp_path: Path) -> None:
+    from bot.main import main
+
+    out = tmp_path / "run"
+    code = main(["train", str(tiny_set), "--out", str(out), "--input-size", "64", "--lr", "0.004",
+                 "--warmup-steps", "4", "--batch-size", "4", "--max-steps", "1", "--workers", "0",
+                 "--cache-dir", str(tmp_path / "c"), "--no-progress"])
+    assert code == 0
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert events[0]["kind"] == "start" and events[0]["options"]["warmup_steps"] == 4
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    # The one step taken was the first of a 4-step warm-up: it ran at a quarter of --lr.
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.004 / 4)
