@@ -178,9 +178,9 @@ async def test_close_finishes_in_flight_and_refuses_new_work() -> None:
     await service.close()  # idempotent
 
 
-@pytest.mark.parametrize(("every", "expected"), [(2, 3), (0, 0)])
-async def test_freed_memory_is_handed_back_every_n_batches_on_the_model_thread(
-    monkeypatch: pytest.MonkeyPatch, every: int, expected: int
+@pytest.mark.parametrize(("interval", "expected"), [(0.0, 7), (3600.0, 0), (None, 0)])
+async def test_freed_memory_is_handed_back_at_most_once_per_interval_on_the_model_thread(
+    monkeypatch: pytest.MonkeyPatch, interval: float | None, expected: int
 ) -> None:
     from detector import memory
 
@@ -188,7 +188,8 @@ async def test_freed_memory_is_handed_back_every_n_batches_on_the_model_thread(
     monkeypatch.setattr(
         memory, "release_free_memory", lambda: trims.append(threading.current_thread().name)
     )
-    async with DetectorService(StubPipeline(), ServiceOptions(trim_every=every)) as service:
+    options = ServiceOptions(trim_interval_s=interval)
+    async with DetectorService(StubPipeline(), options) as service:
         for i in range(7):  # one at a time: seven batches
             await service.analyze(f"1:{i}".encode())
         assert service.stats.batches == 7
