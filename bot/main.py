@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--sbi", type=float, default=0.3, help="share of real faces turned into "
                        "self-blended pseudo-fakes")
     train.add_argument("--balance", choices=["sqrt", "equal", "none"], default="sqrt")
+    train.add_argument("--pair", type=float, default=0.0, help="chance that a drawn image brings "
+                       "the other-label image of its group (DFDC: the fake and its source frame) "
+                       "into the same batch, with the same augmentation")
     train.add_argument("--patience", type=int, default=6)
     train.add_argument("--workers", type=int, default=1, help="data-loading processes")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -204,6 +207,7 @@ def _train(args: argparse.Namespace) -> int:
         samples_per_epoch=args.samples_per_epoch,
         sbi=args.sbi,
         balance=args.balance,
+        pair=args.pair,
         patience=args.patience,
         workers=args.workers,
         precision=args.precision,

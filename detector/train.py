@@ -4,7 +4,10 @@ Crops are made by the serving code (decode, dlib faces, FF++ 1.3x box; boxes cac
 epochs never re-detect). Augmentations match what chats do (whole-picture JPEG re-compression
 down to quality 30, rescaling, blur, colour, flips) and real faces are turned into
 self-blended pseudo-fakes (SBI) with probability ``--sbi``. Sources and classes are balanced by
-sampling. bf16 autocast + channels_last on CPUs with native bf16. A checkpoint with the full
+sampling. With ``--pair``, a drawn image whose group also holds an image of the other label (DFDC:
+a fake and the real frame it was made from) brings that partner into the same batch with the
+same augmentation, so the only difference the model sees between them is the manipulation.
+bf16 autocast + channels_last on CPUs with native bf16. A checkpoint with the full
 training state is written every ``--save-every`` steps and at each epoch end, so a killed run
 resumes where it stopped (``--out`` with the same directory). The best model by validation AUC
 is kept; at the end it is calibrated (temperature + verdict thresholds on the validation split)
@@ -20,7 +23,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +33,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from detector import augment
@@ -73,6 +76,7 @@ class TrainOptions:
     channels_last: bool = True
     sbi: float = 0.3
     balance: str = "sqrt"  # sqrt | equal | none: sampling weight of each (source, label) cell
+    pair: float = 0.0  # chance that a drawn image brings its other-label group partner along
     patience: int = 6
     workers: int = 1
     seed: int = 0
@@ -93,12 +97,88 @@ class TrainOptions:
         }
 
 
-def _sampling_weights(samples: Sequence[Sample], balance: str) -> list[float]:
+def _sampling_weights(
+    samples: Sequence[Sample],
+    balance: str,
+    partners: dict[int, int] | None = None,
+    pair: float = 0.0,
+) -> list[float]:
+    """Draw weight of each image. An image that brings its partner along with chance ``pair``
+    is drawn ``1 + pair`` times less often, so each (source, label) cell keeps its share of the
+    images the model sees whether or not pairing is on."""
     cells = Counter((s.source, s.label) for s in samples)
-    if balance == "none":
-        return [1.0] * len(samples)
-    power = 0.5 if balance == "sqrt" else 0.0
-    return [cells[(s.source, s.label)] ** power / cells[(s.source, s.label)] for s in samples]
+    power = {"none": 1.0, "sqrt": 0.5, "equal": 0.0}[balance]
+    weights = [cells[(s.source, s.label)] ** power / cells[(s.source, s.label)] for s in samples]
+    for i in partners or {}:
+        weights[i] /= 1.0 + pair
+    return weights
+
+
+def group_partners(samples: Sequence[Sample]) -> dict[int, int]:
+    """Index → index of the other-label image in the same group, for groups of exactly one real
+    and one fake (DFDC's source-video groups). Other groups have no partner."""
+    by_group: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_group.setdefault(s.group_key, []).append(i)
+    partners: dict[int, int] = {}
+    for members in by_group.values():
+        if len(members) == 2 and samples[members[0]].label != samples[members[1]].label:
+            a, b = members
+            partners[a], partners[b] = b, a
+    return partners
+
+
+Item = int | tuple[int, int]  # an index, or (index, augmentation seed shared with a partner)
+
+
+class PairedBatchSampler(Sampler[list[Item]]):
+    """Batches of ``batch_size`` images drawn with replacement by ``weights``; with probability
+    ``pair`` a drawn image that has a partner brings it along with a shared augmentation seed.
+    ``count`` images in all (an incomplete last batch is dropped); reproducible from
+    ``generator``."""
+
+    def __init__(
+        self,
+        weights: Sequence[float],
+        partners: dict[int, int],
+        pair: float,
+        count: int,
+        batch_size: int,
+        generator: torch.Generator,
+    ) -> None:
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.partners = partners
+        self.pair = pair
+        self.count = count
+        self.batch_size = batch_size
+        self.generator = generator
+
+    def __len__(self) -> int:
+        return self.count // self.batch_size
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        carry: list[Item] = []
+        for _ in range(len(self)):
+            batch, carry = carry, []
+            while len(batch) < self.batch_size:
+                draws = torch.multinomial(self.weights, 64, True, generator=self.generator)
+                coins = torch.rand(64, generator=self.generator).tolist()
+                seeds = torch.randint(0, 2**62, (64,), generator=self.generator).tolist()
+                for i, coin, seed in zip(draws.tolist(), coins, seeds, strict=True):
+                    partner = self.partners.get(i)
+                    group: list[Item] = (
+                        [(i, seed), (partner, seed)]
+                        if partner is not None and coin < self.pair
+                        else [i]
+                    )
+                    room = self.batch_size - len(batch)
+                    if room <= 0:
+                        break
+                    batch.extend(group[:room])
+                    carry = group[room:]  # a pair split at the batch edge finishes the next one
+                    if carry:
+                        break
+            yield batch
 
 
 class TrainSet(Dataset[tuple[torch.Tensor, int]]):
@@ -130,20 +210,25 @@ class TrainSet(Dataset[tuple[torch.Tensor, int]]):
             self._rng, self._seed = np.random.default_rng(seed), seed
         return self._rng
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: Item) -> tuple[torch.Tensor, int]:
+        """``item``: an index, or (index, seed): partners drawn together share the seed, so they
+        get the same JPEG quality, crop jitter and photometric changes (SBI stays independent)."""
         rng = self._generator()
+        index, aug = (item, rng) if isinstance(item, int) else (
+            item[0], np.random.default_rng(item[1])
+        )
         sample, box = self.pairs[index]
         rgb = decode_image(sample.path.read_bytes(), self.limits).rgb
-        rgb = augment.jpeg(rgb, int(rng.integers(*self.opts.jpeg_quality, endpoint=True)))
+        rgb = augment.jpeg(rgb, int(aug.integers(*self.opts.jpeg_quality, endpoint=True)))
         h, w = rgb.shape[:2]
-        crop = augment.jitter_box(box, w, h, self.opts.crop_jitter, rng)
+        crop = augment.jitter_box(box, w, h, self.opts.crop_jitter, aug)
         face = augment.resize(
             np.ascontiguousarray(rgb[crop.y1 : crop.y2, crop.x1 : crop.x2]), self.size
         )
         label = sample.label
         if label == REAL and rng.random() < self.sbi:
             face, label = augment.self_blend(face, rng), FAKE
-        face = augment.photometric(face, self.opts, rng)
+        face = augment.photometric(face, self.opts, aug)
         return torch.from_numpy(np.array(face, dtype=np.uint8)), label
 
 
@@ -412,7 +497,9 @@ class Trainer:
         steps_per_epoch = max(1, per_epoch // opts.batch_size)
         total = steps_per_epoch * opts.epochs
         dataset = TrainSet(self.train_pairs, opts.input_size, opts.sbi)
-        weights = _sampling_weights([s for s, _ in self.train_pairs], opts.balance)
+        samples = [s for s, _ in self.train_pairs]
+        partners = group_partners(samples) if opts.pair > 0 else {}
+        weights = _sampling_weights(samples, opts.balance, partners, opts.pair)
         norm = Normalize(opts.channels_last)
         self._record(
             {
@@ -422,6 +509,7 @@ class Trainer:
                 "train": len(self.train_pairs),
                 "val": len(self.val_pairs),
                 "steps_per_epoch": steps_per_epoch,
+                "paired_images": len(partners),
             }
         )
         stop = False
@@ -430,13 +518,13 @@ class Trainer:
             gen = torch.Generator().manual_seed(
                 opts.seed * 100_003 + self.epoch * 997 + self.done_in_epoch
             )
-            sampler = WeightedRandomSampler(weights, remaining, replacement=True, generator=gen)
+            sampler = PairedBatchSampler(
+                weights, partners, opts.pair, remaining, opts.batch_size, gen
+            )
             loader = DataLoader(
                 dataset,
-                batch_size=opts.batch_size,
-                sampler=sampler,
+                batch_sampler=sampler,
                 num_workers=opts.workers,
-                drop_last=True,
                 persistent_workers=False,
                 prefetch_factor=4 if opts.workers else None,
             )

@@ -4,7 +4,9 @@ loads as a detector. (Quality is measured by `deepfake-bot eval`, not here.)"""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,17 @@ from PIL import Image
 
 from detector.augment import AugmentOptions, blend_mask, jitter_box, photometric, self_blend
 from detector.checkpoints import load_checkpoint
-from detector.data import RegionCache, read_manifest
+from detector.data import FAKE, REAL, RegionCache, Sample, read_manifest
 from detector.faces import Box
-from detector.train import Trainer, TrainOptions, run_training
+from detector.train import (
+    PairedBatchSampler,
+    Trainer,
+    TrainOptions,
+    TrainSet,
+    _sampling_weights,
+    group_partners,
+    run_training,
+)
 
 from .conftest import SAMPLES
 
@@ -228,3 +238,97 @@ def test_train_command_passes_the_warmup_length(tiny_set: Path, tmp_path: Path) 
     state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     # The one step taken was the first of a 4-step warm-up: it ran at a quarter of --lr.
     assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.004 / 4)
+
+
+def _sample(name: str, label: int, group: str = "") -> Sample:
+    return Sample(path=Path(name), label=label, group=group)
+
+
+def test_group_partners_pair_one_real_with_one_fake() -> None:
+    samples = [
+        _sample("r1", REAL, "v1"), _sample("f1", FAKE, "v1"),  # a DFDC-style pair
+        _sample("r2", REAL, "v2"), _sample("r3", REAL, "v2"),  # same label: no pair
+        _sample("r4", REAL, "v3"), _sample("f4", FAKE, "v3"), _sample("f5", FAKE, "v3"),
+        _sample("x", REAL), _sample("y", FAKE),  # no group: each image is its own
+    ]
+    assert group_partners(samples) == {0: 1, 1: 0}
+
+
+def _batches(pair: float, seed: int, count: int = 200) -> list[list[Any]]:
+    partners = {i: i + 1 if i % 2 == 0 else i - 1 for i in range(10)}  # 0-9 paired, 10-19 not
+    gen = torch.Generator().manual_seed(seed)
+    return list(PairedBatchSampler([1.0] * 20, partners, pair, count, 6, gen))
+
+
+def test_paired_batches_hold_partners_with_one_augmentation_seed() -> None:
+    batches = _batches(1.0, 0)
+    assert len(batches) == 200 // 6 and all(len(b) == 6 for b in batches)
+    items = [item for b in batches for item in b]
+    paired = [item for item in items if isinstance(item, tuple)]
+    assert paired and all(isinstance(i, int) and i >= 10 for i in items if i not in paired)
+    by_seed: dict[int, list[int]] = {}
+    for index, seed in paired:
+        by_seed.setdefault(seed, []).append(index)
+    # Each seed names one partner pair (the last may be cut off by the end of the epoch).
+    complete = [v for v in by_seed.values() if len(v) == 2]
+    assert len(complete) >= len(by_seed) - 1
+    assert all(a // 2 == b // 2 and a != b for a, b in complete)
+    # Without pairing, plain indices; the same generator seed gives the same batches (resume).
+    assert all(isinstance(i, int) for b in _batches(0.0, 0) for i in b)
+    assert _batches(0.5, 3) == _batches(0.5, 3) and _batches(0.5, 3) != _batches(0.5, 4)
+
+
+def test_partners_get_the_same_augmentation(tmp_path: Path) -> None:
+    face = Image.open(SAMPLES / "astronaut.jpg").convert("RGB").resize((96, 96))
+    for name in ("a.jpg", "b.jpg"):
+        face.save(tmp_path / name, quality=95)
+    box = Box(8, 8, 88, 88)
+    pairs = [(_sample(str(tmp_path / n), REAL, "g"), box) for n in ("a.jpg", "b.jpg")]
+    data = TrainSet(pairs, 48, sbi=0.0, opts=AugmentOptions(p_downscale=0.5, p_blur=0.5))
+    same = [data[(0, seed)][0] for seed in range(6)]
+    twins = [data[(1, seed)][0] for seed in range(6)]
+    assert all(torch.equal(a, b) for a, b in zip(same, twins, strict=True))
+    assert not all(torch.equal(same[0], other) for other in same[1:])  # seeds differ
+
+
+def test_train_command_pairs_group_partners(tiny_set: Path, tmp_path: Path) -> None:
+    import csv
+
+    from bot.main import main
+
+    rows = list(csv.DictReader(tiny_set.open()))
+    for i, row in enumerate(rows):  # reals and fakes alternate: make each (2k, 2k+1) a group
+        row["path"] = str(tiny_set.parent / row["path"])
+        row["group"] = f"g{i // 2}"
+    manifest = tmp_path / "grouped.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "run"
+    code = main(["train", str(manifest), "--out", str(out), "--input-size", "64", "--pair", "1",
+                 "--batch-size", "4", "--max-steps", "2", "--workers", "0",
+                 "--cache-dir", str(tmp_path / "c"), "--no-progress"])
+    assert code == 0
+    start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert start["options"]["pair"] == 1.0 and start["paired_images"] == 36  # train rows 0-35
+
+
+def test_pairing_keeps_each_cells_share_of_images() -> None:
+    samples = [_sample(f"d{i}", i % 2, f"v{i // 2}") for i in range(20)]  # 10 real/fake pairs
+    samples += [_sample(f"u{i}", REAL) for i in range(10)]
+    samples += [_sample(f"b{i}", FAKE) for i in range(10)]
+    samples = [dataclasses.replace(s, source=s.path.name[0]) for s in samples]
+
+    def shares(pair: float) -> dict[str, float]:
+        partners = group_partners(samples) if pair else {}
+        weights = _sampling_weights(samples, "sqrt", partners, pair)
+        gen = torch.Generator().manual_seed(0)
+        drawn = [b for batch in PairedBatchSampler(weights, partners, pair, 8000, 8, gen)
+                 for b in batch]
+        names = Counter(samples[i if isinstance(i, int) else i[0]].source for i in drawn)
+        return {k: v / len(drawn) for k, v in names.items()}
+
+    plain, paired = shares(0.0), shares(1.0)
+    assert plain["d"] == pytest.approx(0.5, abs=0.03)  # sqrt balance: 20 d images vs 10 + 10
+    assert all(paired[k] == pytest.approx(plain[k], abs=0.03) for k in "dub")
