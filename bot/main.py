@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--pair", type=float, default=0.0, help="chance that a drawn image brings "
                        "the other-label image of its group (DFDC: the fake and its source frame) "
                        "into the same batch, with the same augmentation")
+    train.add_argument("--mask-loss", type=float, default=0.0, help="weight of an extra loss "
+                       "that teaches the network where a fake differs from its real partner "
+                       "(needs --pair; the map's head is not saved)")
     train.add_argument("--patience", type=int, default=6)
     train.add_argument("--workers", type=int, default=1, help="data-loading processes")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
@@ -208,6 +211,7 @@ def _train(args: argparse.Namespace) -> int:
         sbi=args.sbi,
         balance=args.balance,
         pair=args.pair,
+        mask_loss=args.mask_loss,
         patience=args.patience,
         workers=args.workers,
         precision=args.precision,

@@ -77,6 +77,7 @@ class TrainOptions:
     sbi: float = 0.3
     balance: str = "sqrt"  # sqrt | equal | none: sampling weight of each (source, label) cell
     pair: float = 0.0  # chance that a drawn image brings its other-label group partner along
+    mask_loss: float = 0.0  # weight of the manipulation-map loss on partner pairs (needs pair)
     patience: int = 6
     workers: int = 1
     seed: int = 0
@@ -181,7 +182,7 @@ class PairedBatchSampler(Sampler[list[Item]]):
             yield batch
 
 
-class TrainSet(Dataset[tuple[torch.Tensor, int]]):
+class TrainSet(Dataset[tuple[torch.Tensor, int, int]]):
     """Augmented training crops. Randomness comes from the worker's torch seed, which the
     DataLoader sets differently for every worker and every epoch."""
 
@@ -210,9 +211,10 @@ class TrainSet(Dataset[tuple[torch.Tensor, int]]):
             self._rng, self._seed = np.random.default_rng(seed), seed
         return self._rng
 
-    def __getitem__(self, item: Item) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: Item) -> tuple[torch.Tensor, int, int]:
         """``item``: an index, or (index, seed): partners drawn together share the seed, so they
-        get the same JPEG quality, crop jitter and photometric changes (SBI stays independent)."""
+        get the same JPEG quality, crop jitter and photometric changes (SBI stays independent).
+        Returns (crop, label, seed or -1); the seed lets the loop find the partners in a batch."""
         rng = self._generator()
         index, aug = (item, rng) if isinstance(item, int) else (
             item[0], np.random.default_rng(item[1])
@@ -229,7 +231,38 @@ class TrainSet(Dataset[tuple[torch.Tensor, int]]):
         if label == REAL and rng.random() < self.sbi:
             face, label = augment.self_blend(face, rng), FAKE
         face = augment.photometric(face, self.opts, aug)
-        return torch.from_numpy(np.array(face, dtype=np.uint8)), label
+        tag = -1 if isinstance(item, int) else int(item[1])
+        return torch.from_numpy(np.array(face, dtype=np.uint8)), label, tag
+
+
+def pair_masks(
+    x: torch.Tensor, y: torch.Tensor, tags: torch.Tensor, size: int, threshold: float = 6.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Manipulation maps for the partner pairs in a batch of uint8 NHWC crops: where a fake
+    differs from its real frame (both augmented alike) by more than ``threshold`` grey levels on
+    average over a cell of a ``size`` x ``size`` grid. The real member's map is all zeros. Returns
+    (batch positions, maps) for pairs that are still one real and one fake (SBI may have turned
+    the real member into a pseudo-fake: no map then)."""
+    where: dict[int, list[int]] = {}
+    for pos, tag in enumerate(tags.tolist()):
+        if tag >= 0:
+            where.setdefault(tag, []).append(pos)
+    positions: list[int] = []
+    maps: list[torch.Tensor] = []
+    for members in where.values():
+        if len(members) != 2:
+            continue
+        a, b = members
+        if int(y[a]) == int(y[b]):
+            continue
+        fake, real = (a, b) if int(y[a]) == FAKE else (b, a)
+        diff = (x[fake].float() - x[real].float()).abs().mean(dim=-1)[None, None]
+        cell = F.adaptive_avg_pool2d(diff, size)[0, 0]
+        positions += [fake, real]
+        maps += [(cell > threshold).float(), torch.zeros_like(cell)]
+    if not maps:
+        return torch.empty(0, dtype=torch.long), torch.empty(0, size, size)
+    return torch.tensor(positions), torch.stack(maps)
 
 
 class Normalize(nn.Module):
@@ -291,6 +324,8 @@ def _atomic_save(obj: object, path: Path) -> None:
 
 class Trainer:
     def __init__(self, opts: TrainOptions) -> None:
+        if opts.mask_loss > 0 and opts.pair <= 0:
+            raise ValueError("--mask-loss learns from partner pairs: it needs --pair > 0")
         self.opts = opts
         opts.out.mkdir(parents=True, exist_ok=True)
         self.bf16 = opts.precision == "bf16" or (opts.precision == "auto" and bf16_supported())
@@ -342,11 +377,15 @@ class Trainer:
         opts = self.opts
         torch.manual_seed(opts.seed)
         self.model = build_xception(2, opts.drop_rate)
+        # Training-only head: a 1x1 conv on the middle-flow features (stride 16) that predicts
+        # the manipulation map of partner pairs. It is not part of the saved detector.
+        self.mask_head = nn.Conv2d(728, 1, 1) if opts.mask_loss > 0 else None
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay
-        )
+        params = list(self.model.parameters())
+        if self.mask_head is not None:
+            params += list(self.mask_head.parameters())
+        self.optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
         self.step = 0
         self.epoch = 0
         self.done_in_epoch = 0
@@ -398,6 +437,14 @@ class Trainer:
                 f"{state['options']['input_size']}; pass the same --input-size"
             )
         self.model.load_state_dict(state["model"], strict=True)
+        if (self.mask_head is None) != ("mask_head" not in state):
+            raise ValueError(
+                f"{self.state_path} was trained with --mask-loss "
+                f"{state['options'].get('mask_loss', 0.0)}; resume it with a --mask-loss that "
+                "is also zero or also non-zero"
+            )
+        if self.mask_head is not None:
+            self.mask_head.load_state_dict(state["mask_head"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.done_in_epoch = int(state["done_in_epoch"])
@@ -431,8 +478,10 @@ class Trainer:
         )
 
     def _save_state(self) -> None:
+        extra = {} if self.mask_head is None else {"mask_head": self.mask_head.state_dict()}
         _atomic_save(
             {
+                **extra,
                 "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "step": self.step,
@@ -501,6 +550,11 @@ class Trainer:
         partners = group_partners(samples) if opts.pair > 0 else {}
         weights = _sampling_weights(samples, opts.balance, partners, opts.pair)
         norm = Normalize(opts.channels_last)
+        middle: list[torch.Tensor] = []  # the middle-flow features of the current batch
+        if self.mask_head is not None:
+            self.model.block11.register_forward_hook(  # type: ignore[union-attr]
+                lambda m, _i, out: middle.append(out) if m.training else None
+            )
         self._record(
             {
                 "kind": "start",
@@ -537,13 +591,25 @@ class Trainer:
                 unit="step",
             )
             loss_ema, acc_ema, t_last, seen = None, None, time.perf_counter(), 0
-            for x, y in loader:
+            mask_ema: float | None = None
+            for x, y, tags in loader:
                 lr = _lr_at(self.step, total, opts)
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                     logits = self.model(norm(x))
                 loss = F.cross_entropy(logits.float(), y)
+                if self.mask_head is not None and middle:
+                    feats = middle.pop()
+                    pos, maps = pair_masks(x, y, tags, feats.shape[-1])
+                    if len(pos):
+                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                            pred = self.mask_head(feats[pos])
+                        mask_loss = F.binary_cross_entropy_with_logits(pred.float()[:, 0], maps)
+                        loss = loss + opts.mask_loss * mask_loss
+                        value = mask_loss.item()
+                        mask_ema = value if mask_ema is None else 0.95 * mask_ema + 0.05 * value
+                middle.clear()
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()  # type: ignore[no-untyped-call]
                 self.optimizer.step()
@@ -567,6 +633,7 @@ class Trainer:
                             "acc": acc_ema,
                             "lr": lr,
                             "img_per_s": seen / (now - t_last),
+                            **({} if mask_ema is None else {"mask_loss": mask_ema}),
                         }
                     )
                     t_last, seen = now, 0

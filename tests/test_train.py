@@ -26,6 +26,7 @@ from detector.train import (
     TrainSet,
     _sampling_weights,
     group_partners,
+    pair_masks,
     run_training,
 )
 
@@ -291,13 +292,12 @@ def test_partners_get_the_same_augmentation(tmp_path: Path) -> None:
     assert not all(torch.equal(same[0], other) for other in same[1:])  # seeds differ
 
 
-def test_train_command_pairs_group_partners(tiny_set: Path, tmp_path: Path) -> None:
+def _grouped(tiny_set: Path, tmp_path: Path) -> Path:
+    """The tiny set with each (real 2k, fake 2k+1) made one group, like DFDC's source videos."""
     import csv
 
-    from bot.main import main
-
     rows = list(csv.DictReader(tiny_set.open()))
-    for i, row in enumerate(rows):  # reals and fakes alternate: make each (2k, 2k+1) a group
+    for i, row in enumerate(rows):  # reals and fakes alternate
         row["path"] = str(tiny_set.parent / row["path"])
         row["group"] = f"g{i // 2}"
     manifest = tmp_path / "grouped.csv"
@@ -305,6 +305,13 @@ def test_train_command_pairs_group_partners(tiny_set: Path, tmp_path: Path) -> N
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return manifest
+
+
+def test_train_command_pairs_group_partners(tiny_set: Path, tmp_path: Path) -> None:
+    from bot.main import main
+
+    manifest = _grouped(tiny_set, tmp_path)
     out = tmp_path / "run"
     code = main(["train", str(manifest), "--out", str(out), "--input-size", "64", "--pair", "1",
                  "--batch-size", "4", "--max-steps", "2", "--workers", "0",
@@ -332,3 +339,38 @@ def test_pairing_keeps_each_cells_share_of_images() -> None:
     plain, paired = shares(0.0), shares(1.0)
     assert plain["d"] == pytest.approx(0.5, abs=0.03)  # sqrt balance: 20 d images vs 10 + 10
     assert all(paired[k] == pytest.approx(plain[k], abs=0.03) for k in "dub")
+
+
+def test_pair_masks_mark_where_the_fake_differs_from_its_real_frame() -> None:
+    real = torch.full((32, 32, 3), 100, dtype=torch.uint8)
+    fake = real.clone()
+    fake[:16, :16] = 180  # the "swapped" top-left quarter
+    x = torch.stack([real, fake, fake, fake, real])
+    y = torch.tensor([REAL, FAKE, FAKE, FAKE, FAKE])
+    # 0+1 are partners; 2 is unpaired; 3+4 are partners whose real became an SBI pseudo-fake.
+    tags = torch.tensor([7, 7, -1, 9, 9])
+    pos, maps = pair_masks(x, y, tags, 4)
+    assert pos.tolist() == [1, 0]
+    expected = torch.zeros(4, 4)
+    expected[:2, :2] = 1.0
+    assert torch.equal(maps[0], expected) and not maps[1].any()
+    none_pos, none_maps = pair_masks(x, y, torch.full((5,), -1), 4)
+    assert len(none_pos) == 0 and none_maps.shape == (0, 4, 4)
+
+
+def test_mask_loss_trains_a_head_that_is_not_saved(tiny_set: Path, tmp_path: Path) -> None:
+    manifest, out, cache = _grouped(tiny_set, tmp_path), tmp_path / "run", tmp_path / "cache"
+    opts = _opts(manifest, out, cache, pair=1.0, mask_loss=0.5, max_steps=3)
+    trainer = Trainer(opts)
+    trainer.prepare()
+    trainer.build()
+    best = trainer.fit()
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("mask_loss" in e for e in events if e["kind"] == "train")
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+    assert set(state["mask_head"]) == {"weight", "bias"}
+    assert load_checkpoint(best).family == "deepfake-bot"  # strict keys: no mask head inside
+    with pytest.raises(ValueError, match="--mask-loss"):  # resuming without it is refused
+        Trainer(_opts(manifest, out, cache, pair=1.0)).build()
+    with pytest.raises(ValueError, match="--pair"):
+        Trainer(_opts(manifest, tmp_path / "other", cache, mask_loss=0.5))
