@@ -549,6 +549,15 @@ class Trainer:
         samples = [s for s, _ in self.train_pairs]
         partners = group_partners(samples) if opts.pair > 0 else {}
         weights = _sampling_weights(samples, opts.balance, partners, opts.pair)
+        if opts.pair > 0:
+            log = _log.info if partners else _log.warning
+            log(
+                "--pair %.2f: %d training images have an other-label partner in their group%s",
+                opts.pair,
+                len(partners),
+                "" if partners else " (none: the manifest needs a group column with one real "
+                "and one fake per group)",
+            )
         norm = Normalize(opts.channels_last)
         middle: list[torch.Tensor] = []  # the middle-flow features of the current batch
         if self.mask_head is not None:
