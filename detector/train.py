@@ -216,9 +216,11 @@ class TrainSet(Dataset[tuple[torch.Tensor, int, int]]):
         get the same JPEG quality, crop jitter and photometric changes (SBI stays independent).
         Returns (crop, label, seed or -1); the seed lets the loop find the partners in a batch."""
         rng = self._generator()
-        index, aug = (item, rng) if isinstance(item, int) else (
-            item[0], np.random.default_rng(item[1])
-        )
+        if isinstance(item, int):
+            index, tag, aug = item, -1, rng
+        else:
+            index, tag = item
+            aug = np.random.default_rng(tag)
         sample, box = self.pairs[index]
         rgb = decode_image(sample.path.read_bytes(), self.limits).rgb
         rgb = augment.jpeg(rgb, int(aug.integers(*self.opts.jpeg_quality, endpoint=True)))
@@ -231,7 +233,6 @@ class TrainSet(Dataset[tuple[torch.Tensor, int, int]]):
         if label == REAL and rng.random() < self.sbi:
             face, label = augment.self_blend(face, rng), FAKE
         face = augment.photometric(face, self.opts, aug)
-        tag = -1 if isinstance(item, int) else int(item[1])
         return torch.from_numpy(np.array(face, dtype=np.uint8)), label, tag
 
 
