@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--name", default=None, help="model name shown to users")
     cal.add_argument("--cache-dir", type=Path, default=None)
 
+    imp = sub.add_parser("import-keras-xception", help="convert a Keras 3 Xception archive "
+                         "(ImageNet weights) into a backbone for train --init")
+    imp.add_argument("keras_file", type=Path, help="a .keras archive holding an Xception")
+    imp.add_argument("--out", type=Path, required=True, help="output .safetensors")
+
     train = sub.add_parser("train", help="train the Xception detector on a manifest CSV")
     train.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
     train.add_argument("--out", type=Path, default=Path("runs/xception"), help="run directory "
@@ -125,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--samples-per-epoch", type=int, default=0)
     train.add_argument("--sbi", type=float, default=0.3, help="share of real faces turned into "
                        "self-blended pseudo-fakes")
+    train.add_argument("--sbi-mask", choices=["auto", "landmarks", "ellipse"], default="auto",
+                       help="self-blend mask: the 68-landmark hull (needs face-recognition-"
+                       "models) or a random ellipse; auto: landmarks when installed")
+    train.add_argument("--sharpen", type=float, nargs=2, default=[0.35, 0.1],
+                       metavar=("REAL", "FAKE"), help="chance a real / fake crop is made to "
+                       "look large and sharp (LANCZOS + unsharp mask)")
+    train.add_argument("--soften", type=float, nargs=2, default=[0.1, 0.3],
+                       metavar=("REAL", "FAKE"), help="chance a real / fake crop is made to "
+                       "look small and soft")
+    train.add_argument("--cell-weight", action="append", default=[], metavar="SOURCE:LABEL=F",
+                       help="multiply the sampling share of one source/label cell, e.g. "
+                       "ffhq:real=3 (repeatable)")
+    train.add_argument("--head-lr-mult", type=float, default=1.0, help="learning rate of the "
+                       "new head relative to the backbone (fine-tuning from ImageNet: 10)")
     train.add_argument("--balance", choices=["sqrt", "equal", "none"], default="sqrt")
     train.add_argument("--pair", type=float, default=0.0, help="chance that a drawn image brings "
                        "the other-label image of its group (DFDC: the fake and its source frame) "
@@ -209,6 +228,11 @@ def _train(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         samples_per_epoch=args.samples_per_epoch,
         sbi=args.sbi,
+        sbi_mask=args.sbi_mask,
+        sharpen=(args.sharpen[0], args.sharpen[1]),
+        soften=(args.soften[0], args.soften[1]),
+        cell_weights=tuple(args.cell_weight),
+        head_lr_mult=args.head_lr_mult,
         balance=args.balance,
         pair=args.pair,
         mask_loss=args.mask_loss,
@@ -228,6 +252,22 @@ def _train(args: argparse.Namespace) -> int:
     except (CheckpointError, ValueError, OSError) as exc:
         return _fail(exc)
     print(f"calibrated model: {final}")  # noqa: T201 - the command's result
+    return 0
+
+
+def _import_keras(args: argparse.Namespace) -> int:
+    from detector.errors import CheckpointError
+    from detector.keras_import import read_keras_xception, save_backbone
+
+    try:
+        state, report = read_keras_xception(args.keras_file)
+        save_backbone(state, args.out, report)
+    except (CheckpointError, OSError, ValueError) as exc:
+        return _fail(exc)
+    print(  # noqa: T201 - the command's result
+        f"wrote {args.out}: {report.tensors} backbone tensors from {report.keras_layers} Keras "
+        f"layers (Keras {report.keras_version}, archive sha256 {report.source_sha256[:16]})"
+    )
     return 0
 
 
@@ -352,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "train":
         return _train(args)
+    if args.command == "import-keras-xception":
+        return _import_keras(args)
     if args.command == "run":
         return _run()
     raise AssertionError(args.command)  # pragma: no cover - argparse enforces the choices

@@ -39,6 +39,11 @@ class AugmentOptions:
     p_flip: float = 0.5
     p_crop_jpeg: float = 0.3  # a second re-encode of the face region itself
     p_sbi: float = 0.3  # share of real faces turned into self-blended fakes
+    # Against the "sharp face = fake" shortcut of the data (every large sharp face but FFHQ's
+    # is generated): real crops are often made to look large and sharp, fakes small and soft;
+    # each also happens to the other class, less often, so neither look predicts the label.
+    p_sharpen: tuple[float, float] = (0.0, 0.0)  # (real, fake)
+    p_soften: tuple[float, float] = (0.0, 0.0)  # (real, fake)
 
 
 def jpeg(rgb: U8, quality: int) -> U8:
@@ -65,6 +70,29 @@ def resize(rgb: U8, size: int, resample: Image.Resampling = Image.Resampling.BIL
     if img.size != (size, size):
         img = img.resize((size, size), resample)
     return np.asarray(img)
+
+
+def sharpen_large(region: U8, size: int, rng: np.random.Generator) -> U8:
+    """The look of a large, sharp photo: the face region resampled with LANCZOS (as a good
+    upscaler would) and unsharp-masked."""
+    img = Image.fromarray(resize(region, size, Image.Resampling.LANCZOS))
+    radius = float(rng.uniform(0.8, 2.2))
+    percent, threshold = int(rng.integers(60, 170)), int(rng.integers(0, 3))
+    img = img.filter(ImageFilter.UnsharpMask(radius, percent, threshold))
+    return np.asarray(img)
+
+
+def soften(rgb: U8, rng: np.random.Generator) -> U8:
+    """The look of a small, soft face: a 25-60% copy scaled back up, sometimes blurred."""
+    size = rgb.shape[0]
+    small = max(12, int(size * rng.uniform(0.25, 0.6)))
+    resample = Image.Resampling.BOX if rng.random() < 0.5 else Image.Resampling.BILINEAR
+    out = resize(resize(rgb, small, resample), size, Image.Resampling.BILINEAR)
+    if rng.random() < 0.3:
+        out = np.asarray(
+            Image.fromarray(out).filter(ImageFilter.GaussianBlur(float(rng.uniform(0.3, 1.0))))
+        )
+    return out
 
 
 def photometric(rgb: U8, opts: AugmentOptions, rng: np.random.Generator) -> U8:

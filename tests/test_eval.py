@@ -29,12 +29,17 @@ def test_eval_json_schema_skips_listed_and_plots(
     # The no-face picture is listed with its reason, not silently dropped.
     assert [Path(s["path"]).name for s in report["skipped"]] == ["coffee.jpg"]
     assert "face" in report["skipped"][0]["error"].lower()
-    assert set(report["robustness"]) == {"jpeg_q50", "half_resolution"}
+    assert set(report["robustness"]) == {"jpeg_q50", "half_resolution", "sharp_upscale_2x"}
     assert all(0 <= r["auc"] <= 1 for r in report["robustness"].values())
+    assert set(report["robustness"]["sharp_upscale_2x"]["real_p_fake_change"]) == {"a", "b"}
+    # What users see at the thresholds, per source, consistent with the scores.
+    for m in [report["overall"], *report["by_source"].values()]:
+        assert 0 <= m["real_called_fake"] + m["real_uncertain"] <= 1
+        assert 0 <= m["fake_passed_as_real"] + m["fake_uncertain"] <= 1
     assert (plots / "roc.png").stat().st_size > 1000
     assert (plots / "reliability.png").stat().st_size > 1000
     text = capsys.readouterr().out
-    assert "overall" in text and "No face found" in text
+    assert "overall" in text and "No face found" in text and "real called" in text
 
 
 def test_eval_stamps_figures_into_a_copy_of_the_weights(
@@ -67,3 +72,14 @@ def test_cross_source_auc_exposes_dataset_shortcuts() -> None:
     assert out["chips real vs gan fake"] == 1.0
     assert out["chips real vs mix fake"] == 1.0
     assert out["mix real vs gan fake"] == 1.0
+
+
+def test_band_shares_count_what_users_see() -> None:
+    from detector.evaluate import band_shares
+
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.5, 0.8, 0.2, 0.9, 0.95, 0.4, 0.05])
+    shares = band_shares(labels, scores, low=0.3, high=0.7)
+    assert shares == {"real_called_fake": 0.25, "real_uncertain": 0.25,
+                      "fake_passed_as_real": 0.25, "fake_uncertain": 0.25}
+    assert band_shares(labels[:4], scores[:4], 0.3, 0.7)["fake_passed_as_real"] is None

