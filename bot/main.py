@@ -81,6 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--analyses", type=int, default=1000, help="analyses for the RSS soak")
     bench.add_argument("--manifest", type=Path, default=None, help="labelled faces for the "
                        "bf16-vs-fp32 probability check (default: variants of the sample face)")
+    faces = sub.add_parser("bench-faces", help="compare the face finders on a generated check "
+                           "set: recall, false detections, time (BENCHMARKS.md)")
+    faces.add_argument("--set", type=Path, required=True, metavar="DIR",
+                       help="the check set's folder (made there when --manifest is given)")
+    faces.add_argument("--manifest", type=Path, default=None, help="labelled data to make the "
+                       "set from (val rows; the pictures never go into the repository)")
+    faces.add_argument("--sources", type=int, default=60, help="source pictures to draw")
+    faces.add_argument("--finders", nargs="*", default=None, help="finders to compare "
+                       "(default: all)")
+    faces.add_argument("--repeats", type=int, default=20, help="runs per latency figure")
+    faces.add_argument("--fit", action="store_true", help="also fit MTCNN's boxes onto dlib's")
+    faces.add_argument("--e2e", action="store_true", help="also time the served finder end "
+                       "to end with the shipped weights")
+    faces.add_argument("--weights", type=Path, default=None)
+    faces.add_argument("--threads", type=int, default=None)
+    faces.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     ev = sub.add_parser("eval", help="measure a checkpoint on a labelled manifest CSV")
     ev.add_argument("manifest", type=Path, help="CSV: path,label[,split,source,group,crop]")
     _add_model_args(ev)
@@ -285,7 +301,7 @@ def _run() -> int:
     from bot.core import ChatSettings, ModelCard
     from bot.runner import configure_logging
     from bot.settings import Settings
-    from detector.errors import CheckpointError
+    from detector.errors import CheckpointError, FinderUnavailable
 
     try:
         settings = Settings()
@@ -305,7 +321,7 @@ def _run() -> int:
     try:
         chat_settings = ChatSettings.load(settings.chat_settings_file)
         pipeline = build_pipeline(settings)
-    except (ValueError, CheckpointError) as exc:
+    except (ValueError, CheckpointError, FinderUnavailable) as exc:
         sys.stderr.write(f"deepfake-bot run: {exc}\n")
         return 2
     card = ModelCard.from_config(pipeline.classifier.config)
@@ -318,7 +334,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
 
     from detector.checkpoints import load_classifier, resolve_weights
     from detector.cli import available_cores, runtime_options
-    from detector.faces import FaceFinder, FaceFinderOptions
+    from detector.finders import make_finder
     from detector.images import ImageLimits
     from detector.pipeline import Pipeline
 
@@ -330,7 +346,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         options=runtime_options(settings.detector_precision),
     )
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
-    return Pipeline(classifier, FaceFinder(FaceFinderOptions(max_faces=settings.max_faces)), limits)
+    return Pipeline(classifier, make_finder(max_faces=settings.max_faces), limits)
 
 
 async def _serve(
@@ -377,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from detector.bench import run_bench
 
         return run_bench(args)
+    if args.command == "bench-faces":
+        from detector.face_bench import run_bench_faces
+
+        return run_bench_faces(args)
     if args.command == "eval":
         return _eval(args)
     if args.command == "calibrate":

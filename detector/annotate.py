@@ -22,6 +22,7 @@ BAND_COLOURS: dict[Band, tuple[int, int, int]] = {
 }
 
 MAX_OUTPUT_SIDE = 2048
+TOO_SMALL_COLOUR = (149, 165, 166)  # grey: found, not judged
 
 
 def face_label(p_fake: float, band: Band) -> str:
@@ -39,12 +40,14 @@ def annotate(rgb: npt.NDArray[np.uint8], analysis: Analysis) -> Image.Image:
     draw = ImageDraw.Draw(img)
     line = max(2, round(max(img.size) / 300))
     font = ImageFont.load_default(size=max(12, round(max(img.size) / 40)))
-    for index, face in enumerate(analysis.faces, start=1):
-        colour = BAND_COLOURS[face.band]
-        x1, y1, x2, y2 = (round(v * scale) for v in face.box.as_list())
+    labelled = [
+        (BAND_COLOURS[f.band], f.box, (f"#{i} " if len(analysis.faces) > 1 else "")
+         + face_label(f.p_fake, f.band))
+        for i, f in enumerate(analysis.faces, start=1)
+    ] + [(TOO_SMALL_COLOUR, box, "too small") for box in analysis.too_small]  # fmt: skip
+    for colour, box, text in labelled:
+        x1, y1, x2, y2 = (round(v * scale) for v in box.as_list())
         draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=line)
-        prefix = f"#{index} " if len(analysis.faces) > 1 else ""
-        text = prefix + face_label(face.p_fake, face.band)
         left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
         pad = line
         tw, th = right - left + 2 * pad, bottom - top + 2 * pad

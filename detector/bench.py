@@ -36,7 +36,7 @@ from detector.checkpoints import load_classifier, resolve_weights
 from detector.cli import available_cores, runtime_options
 from detector.config import ModelConfig
 from detector.errors import CheckpointError, DetectorError
-from detector.faces import FaceFinder
+from detector.finders import make_finder
 from detector.model import BF16_TOLERANCE, Classifier, RuntimeOptions, build_xception
 from detector.pipeline import Pipeline
 from detector.preprocess import face_crop, full_frame
@@ -270,7 +270,7 @@ def run_bench(args: argparse.Namespace) -> int:
     soak = min(args.analyses, 64) if args.quick else args.analyses
 
     jpeg = scene_jpeg()
-    pipeline = Pipeline(classifier, FaceFinder())
+    pipeline = Pipeline(classifier, make_finder())
     prepared = pipeline.prepare(jpeg)
     state = {k: v.clone() for k, v in classifier.module.state_dict().items()}
     config = classifier.config

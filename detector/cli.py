@@ -22,8 +22,14 @@ from rich.table import Table
 from detector.annotate import BAND_COLOURS
 from detector.checkpoints import load_classifier, resolve_weights
 from detector.config import Band
-from detector.errors import CheckpointError, DetectorError, ImageTooLarge
-from detector.faces import FaceFinder, FaceFinderOptions
+from detector.errors import (
+    CheckpointError,
+    DetectorError,
+    FacesTooSmall,
+    FinderUnavailable,
+    ImageTooLarge,
+)
+from detector.finders import make_finder
 from detector.images import ImageLimits
 from detector.model import Classifier, Precision, RuntimeOptions
 from detector.pipeline import Pipeline
@@ -92,6 +98,7 @@ class Outcome:
     analysis: Analysis | None = None
     error: str | None = None
     annotated: Path | None = None
+    too_small: int = 0  # faces found but too small to judge, when there is no verdict
 
     def to_json(self) -> dict[str, Any]:
         a = self.analysis
@@ -100,6 +107,8 @@ class Outcome:
             "verdict": a.verdict.value if a else None,
             "p_fake": round(a.p_fake, 4) if a else None,
             "faces": [f.to_dict() for f in a.faces] if a else [],
+            "too_small": [b.as_list() for b in a.too_small] if a else [],
+            "faces_too_small": len(a.too_small) if a else self.too_small,
             "error": self.error,
         }
 
@@ -153,6 +162,9 @@ async def _check_all(
                 outcome.error = "This is a folder, not a file."
             except PermissionError:
                 outcome.error = "Permission denied."
+            except FacesTooSmall as exc:
+                outcome.error = exc.user_message
+                outcome.too_small = exc.count
             except DetectorError as exc:
                 _log.info("%s: %s", path, exc)
                 outcome.error = exc.user_message
@@ -182,6 +194,8 @@ def _print_table(console: Console, outcomes: list[Outcome], model: str) -> None:
             f"{f.p_fake * 100:.0f}% at ({f.box.x1},{f.box.y1})-({f.box.x2},{f.box.y2})"
             for f in a.faces
         )
+        if a.too_small:
+            faces += f"; {len(a.too_small)} too small to judge"
         if o.annotated is not None:
             faces += f"\n→ {o.annotated}"
         table.add_row(
@@ -212,7 +226,12 @@ def run_check(args: argparse.Namespace) -> int:
     if args.annotate is not None:
         args.annotate.mkdir(parents=True, exist_ok=True)
     limits = ImageLimits()
-    pipeline = Pipeline(classifier, FaceFinder(FaceFinderOptions(max_faces=args.max_faces)), limits)
+    try:
+        finder = make_finder(max_faces=args.max_faces)
+    except FinderUnavailable as exc:
+        err.print(f"[bold red]error:[/] {exc}")
+        return EXIT_UNUSABLE
+    pipeline = Pipeline(classifier, finder, limits)
     options = ServiceOptions(max_pending=max(args.concurrency, 1) + 1)
     show_progress = err.is_terminal and len(inputs) > 1
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.errors import DetectorError
-from detector.faces import Box, FaceFinder
+from detector.faces import Box, Finder
 from detector.images import ImageLimits, decode_image
 
 _log = logging.getLogger(__name__)
@@ -137,7 +137,7 @@ class FaceRegion:
 
 
 def locate_face(
-    data: bytes, crop_policy: str, finder: FaceFinder, crop_scale: float, limits: ImageLimits
+    data: bytes, crop_policy: str, finder: Finder, crop_scale: float, limits: ImageLimits
 ) -> FaceRegion:
     """The serving crop of the largest face. For pre-cropped images (``crop_policy == "face"``)
     with no detectable face, the whole image is the crop (it already is a face crop); for
@@ -162,17 +162,26 @@ def locate_face(
 
 
 class RegionCache:
-    """Face regions per image, on disk (JSON lines keyed by content hash + crop parameters), so
-    the face detector runs once per image and parameter set, across runs and sessions."""
+    """Face regions per image, on disk (JSON lines keyed by content hash + crop parameters +
+    the face finder that drew the boxes), so each finder runs once per image and parameter
+    set, across runs and sessions. ``finder`` names it (:mod:`detector.finders`; default: the
+    served one, or ``$DEEPFAKE_BOT_FACE_FINDER``)."""
 
     VERSION = 1
 
-    def __init__(self, directory: str | Path, crop_scale: float = 1.3) -> None:
+    def __init__(
+        self, directory: str | Path, crop_scale: float = 1.3, finder: str | None = None
+    ) -> None:
+        from detector.finders import configured_finder
+
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.crop_scale = crop_scale
+        self.finder = finder or configured_finder()
         tag = hashlib.sha256(f"v{self.VERSION}:{crop_scale}".encode()).hexdigest()[:10]
-        self.file = self.directory / f"regions-{tag}.jsonl"
+        # HOG keeps the file name it had before finders were named, so its boxes stay valid.
+        name = "" if self.finder == "hog" else f"{self.finder}-"
+        self.file = self.directory / f"regions-{name}{tag}.jsonl"
         self._entries: dict[str, FaceRegion] = {}
         if self.file.exists():
             with self.file.open(encoding="utf-8") as fh:
@@ -193,13 +202,18 @@ class RegionCache:
     def regions(
         self,
         samples: Sequence[Sample],
-        finder: FaceFinder | None = None,
+        finder: Finder | None = None,
         limits: ImageLimits | None = None,
         workers: int = 2,
         progress: Callable[[int], object] | None = None,
     ) -> list[FaceRegion]:
-        """Regions for ``samples`` in order, computing (and appending) the missing ones."""
-        finder = finder or FaceFinder()
+        """Regions for ``samples`` in order, computing (and appending) the missing ones with
+        the cache's finder (a ``finder`` given must be that one)."""
+        from detector.finders import make_finder
+
+        if finder is not None and finder.name != self.finder:
+            raise ValueError(f"finder {finder.name!r} given to the {self.finder!r} box cache")
+        finder = finder or make_finder(self.finder)
         limits = limits or ImageLimits()
 
         def one(sample: Sample) -> FaceRegion:
@@ -214,7 +228,8 @@ class RegionCache:
             region = locate_face(data, sample.crop, finder, self.crop_scale, limits)
             self._entries[key] = region
             with self.file.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"key": key, **region.to_json()}) + "\n")
+                record = {"key": key, "finder": self.finder, **region.to_json()}
+                fh.write(json.dumps(record) + "\n")
             return region
 
         out: list[FaceRegion] = []

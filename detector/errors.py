@@ -54,8 +54,26 @@ class EmptyImage(ImageError):
 class NoFaceFound(DetectorError):
     user_message = (
         "I could not find a face in this image. The detector only judges faces: "
-        "try a picture where a face is clearly visible and at least about 80 pixels wide."
+        "try a picture where a face is clearly visible and at least about 40 pixels wide."
     )
+
+
+class FacesTooSmall(NoFaceFound):
+    """Faces were found, but every one is narrower than the classifier can judge. A
+    ``NoFaceFound`` so callers that only know "no verdict for lack of a face" still work."""
+
+    def __init__(self, count: int, min_px: int) -> None:
+        self.count = count
+        self.min_px = min_px
+        what = "a face" if count == 1 else f"{count} faces"
+        them = "it is" if count == 1 else "they are"
+        super().__init__(
+            f"{count} face(s), all under {min_px} px",
+            user_message=(
+                f"I found {what}, but {them} too small to judge (under {min_px} pixels wide). "
+                "Please send a larger or closer picture of the face."
+            ),
+        )
 
 
 class DetectorBusy(DetectorError):
@@ -93,3 +111,12 @@ class ChecksumMismatch(CheckpointError):
 
 class WeightsNotInstalled(CheckpointError):
     pass
+
+
+# --- face finders -----------------------------------------------------------------------------
+
+
+class FinderUnavailable(DetectorError):
+    """A face finder whose package or packaged weights are not installed (operator error)."""
+
+    user_message = "The detector's face finder could not be loaded."

@@ -1,9 +1,11 @@
 """Face boxes and the FaceForensics++ crop.
 
-``find_faces`` is the one place that knows which face detector is used (dlib's frontal HOG
-detector, as FaceForensics++ used). It works on a downscaled grey copy for speed and maps the
-boxes back to original pixels. ``crop_box`` is FF++'s ``get_boundingbox``: a square of
-``scale`` x the larger box side, centred on the face, clipped to the image.
+:class:`Finder` is the one-function boundary the pipeline calls (``find``); which detector
+stands behind it is chosen in :mod:`detector.finders`. :class:`FaceFinder` here is dlib's
+frontal HOG detector, as FaceForensics++ used: it works on a downscaled grey copy for speed
+and maps the boxes back to original pixels. Every finder returns boxes of dlib's geometry, so
+``crop_box`` (FF++'s ``get_boundingbox``: a square of ``scale`` x the larger box side, centred
+on the face, clipped to the image) gives the crop the classifier was trained on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 import dlib
 import numpy as np
@@ -46,6 +49,16 @@ class Box:
         return [self.x1, self.y1, self.x2, self.y2]
 
 
+class Finder(Protocol):
+    """What the pipeline needs from a face detector. ``find`` must be safe to call from several
+    threads at once, and return boxes in dlib's frontal-detector geometry, largest first."""
+
+    @property
+    def name(self) -> str: ...
+
+    def find(self, rgb: npt.NDArray[np.uint8]) -> list[Box]: ...
+
+
 @dataclass(frozen=True)
 class DetectionPass:
     """Run the detector on a copy whose long side is at most ``max_side``, upsampled ``upsample``
@@ -72,6 +85,8 @@ class FaceFinderOptions:
     min_score: float = 0.0
     secondary_min_score: float = 0.3
     min_face_px: int = 24
+    # Names the variant (boxes in the face-box cache are keyed by it).
+    label: str = "hog"
 
 
 class FaceFinder:
@@ -80,6 +95,10 @@ class FaceFinder:
     def __init__(self, options: FaceFinderOptions | None = None) -> None:
         self.options = options or FaceFinderOptions()
         self._local = threading.local()
+
+    @property
+    def name(self) -> str:
+        return self.options.label
 
     def _detector(self) -> dlib.fhog_object_detector:
         det = getattr(self._local, "detector", None)

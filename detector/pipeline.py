@@ -17,12 +17,13 @@ import numpy as np
 import numpy.typing as npt
 
 from detector.annotate import annotate_bytes
-from detector.errors import DetectorError, NoFaceFound
-from detector.faces import Box, FaceFinder
+from detector.errors import DetectorError, FacesTooSmall, NoFaceFound
+from detector.faces import Box, Finder
+from detector.finders import make_finder
 from detector.images import ImageLimits, decode_image
 from detector.model import Classifier
 from detector.preprocess import face_crop, full_frame
-from detector.results import Analysis, FaceResult
+from detector.results import MIN_JUDGE_PX, Analysis, FaceResult
 
 _log = logging.getLogger(__name__)
 
@@ -42,20 +43,24 @@ class Prepared:
     inputs: npt.NDArray[np.uint8]  # [K, S, S, 3]
     rgb: npt.NDArray[np.uint8]  # the decoded image, kept for annotation
     timings_ms: dict[str, float] = field(default_factory=dict)
+    too_small: tuple[Box, ...] = ()  # found, not scored
 
 
 class Pipeline:
-    """bytes → Analysis with one classifier, one face finder and the image limits."""
+    """bytes → Analysis with one classifier, one face finder and the image limits. Faces
+    narrower than ``min_face_px`` are reported as too small to judge instead of scored."""
 
     def __init__(
         self,
         classifier: Classifier,
-        face_finder: FaceFinder | None = None,
+        face_finder: Finder | None = None,
         limits: ImageLimits | None = None,
+        min_face_px: int = MIN_JUDGE_PX,
     ) -> None:
         self.classifier = classifier
-        self.face_finder = face_finder or FaceFinder()
+        self.face_finder = face_finder or make_finder()
         self.limits = limits or ImageLimits()
+        self.min_face_px = min_face_px
 
     @property
     def model_name(self) -> str:
@@ -67,10 +72,14 @@ class Pipeline:
         image = decode_image(data, self.limits)
         t_decode = _ms(t0)
         t1 = time.perf_counter()
-        boxes = self.face_finder.find(image.rgb)
+        found = self.face_finder.find(image.rgb)
         t_faces = _ms(t1)
-        if not boxes:
+        if not found:
             raise NoFaceFound(f"no face in {image.width}x{image.height} {image.format} image")
+        boxes = [b for b in found if b.width >= self.min_face_px]
+        too_small = tuple(b for b in found if b.width < self.min_face_px)
+        if not boxes:
+            raise FacesTooSmall(len(too_small), self.min_face_px)
         t2 = time.perf_counter()
         if config.crop_mode == "full":
             # Full-frame models judge the whole picture once; the largest face stands for it.
@@ -83,7 +92,8 @@ class Pipeline:
             inputs = np.stack([arr for arr, _ in made])
         timings = {"decode": t_decode, "faces": t_faces, "crop": _ms(t2)}
         return Prepared(
-            image.width, image.height, tuple(boxes), tuple(crops), inputs, image.rgb, timings
+            image.width, image.height, tuple(boxes), tuple(crops), inputs, image.rgb, timings,
+            too_small,
         )
 
     def score(self, inputs: npt.NDArray[np.uint8]) -> npt.NDArray[np.float64]:
@@ -103,7 +113,14 @@ class Pipeline:
             FaceResult(box, crop, float(p), config.band(float(p)))
             for box, crop, p in zip(prepared.boxes, prepared.crops, p_fake, strict=True)
         )
-        analysis = Analysis(faces, prepared.width, prepared.height, config.name, timings_ms)
+        analysis = Analysis(
+            faces,
+            prepared.width,
+            prepared.height,
+            config.name,
+            timings_ms,
+            too_small=prepared.too_small,
+        )
         if annotate:
             t0 = time.perf_counter()
             jpeg = annotate_bytes(prepared.rgb, analysis)

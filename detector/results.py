@@ -8,6 +8,10 @@ from typing import Any
 from detector.config import Band
 from detector.faces import Box
 
+# Faces narrower than this (box width in original pixels) are reported but not scored: the
+# classifier's AUC on val faces shrunk to this width (BENCHMARKS.md, "Too small to judge").
+MIN_JUDGE_PX = 40
+
 
 @dataclass(frozen=True)
 class FaceResult:
@@ -35,6 +39,8 @@ class Analysis:
     model: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     annotated_jpeg: bytes | None = field(default=None, repr=False)
+    # Faces found but too small to judge (not scored), largest first.
+    too_small: tuple[Box, ...] = ()
 
     @property
     def top(self) -> FaceResult:
@@ -54,6 +60,7 @@ class Analysis:
             "verdict": self.verdict.value,
             "p_fake": round(self.p_fake, 4),
             "faces": [f.to_dict() for f in self.faces],
+            "too_small": [b.as_list() for b in self.too_small],
             "width": self.width,
             "height": self.height,
             "model": self.model,

@@ -27,6 +27,7 @@ from detector.errors import (
     DetectorBusy,
     DetectorClosed,
     DetectorError,
+    FacesTooSmall,
     ImageError,
     ImageTooLarge,
     NoFaceFound,
@@ -64,6 +65,7 @@ class Problem(StrEnum):
     """Why a check has no verdict. Stable names for logs, metrics and adapters."""
 
     NO_FACE = "no_face"
+    FACES_TOO_SMALL = "faces_too_small"
     BUSY = "busy"
     CLOSED = "closed"
     RATE_LIMITED = "rate_limited"
@@ -139,6 +141,13 @@ def face_lines(analysis: Analysis) -> tuple[str, ...]:
     return tuple(lines)
 
 
+def too_small_line(count: int) -> str:
+    """Said with a verdict when some faces were found but not judged."""
+    if count == 1:
+        return "1 more face was found but is too small to judge."
+    return f"{count} more faces were found but are too small to judge."
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A verdict on one image: what to say and the annotated picture to show with it."""
@@ -152,15 +161,19 @@ class Verdict:
     image: bytes | None = field(default=None, repr=False)
     hints: frozenset[Hint] = frozenset()
     face_scores: tuple[FaceScore, ...] = ()
+    too_small: int = 0  # faces found but too small to judge (not scored)
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
-        parts = [self.headline, *self.face_lines, "", self.caveat]
+        small = [too_small_line(self.too_small)] if self.too_small else []
+        parts = [self.headline, *self.face_lines, *small, "", self.caveat]
         parts += [hint_texts[h] for h in sorted(self.hints)]
         return "\n".join(parts)
 
     def summary(self) -> str:
         """One line for a combined (album) reply."""
         faces = f" ({self.faces} faces)" if self.faces > 1 else ""
+        if self.too_small:
+            faces += f" (+{self.too_small} too small to judge)"
         return f"{BAND_EMOJI[self.band]} {self.band.label} — {format_percent(self.p_fake)}{faces}"
 
 
@@ -192,6 +205,7 @@ def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -
         image=analysis.annotated_jpeg,
         hints=hints,
         face_scores=face_scores(analysis),
+        too_small=len(analysis.too_small),
     )
 
 
@@ -203,6 +217,7 @@ _PROBLEMS: tuple[tuple[type[DetectorError], Problem], ...] = (
     (NotSupportedMedia, Problem.UNSUPPORTED_MEDIA),
     (DownloadFailed, Problem.DOWNLOAD_FAILED),
     (UrlRefused, Problem.URL_REFUSED),
+    (FacesTooSmall, Problem.FACES_TOO_SMALL),
     (NoFaceFound, Problem.NO_FACE),
     (DetectorBusy, Problem.BUSY),
     (DetectorClosed, Problem.CLOSED),
@@ -212,6 +227,7 @@ _PROBLEMS: tuple[tuple[type[DetectorError], Problem], ...] = (
 
 _SHORT: dict[Problem, str] = {
     Problem.NO_FACE: "No face found (the detector only judges faces).",
+    Problem.FACES_TOO_SMALL: "Faces found, but too small to judge.",
     Problem.BUSY: "The detector was busy; please send this one again in a moment.",
     Problem.NOT_IMAGE: "Not an image.",
     Problem.DOWNLOAD_FAILED: "Could not be downloaded; please send it again.",

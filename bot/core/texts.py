@@ -4,6 +4,7 @@ limits and its privacy promise. Platform adapters add how to use them on their p
 from __future__ import annotations
 
 from bot.core.check import CheckLimits
+from detector.results import MIN_JUDGE_PX
 
 WHAT_IT_DOES = (
     "I look for faces in a picture and score each one for signs of face manipulation: "
@@ -26,8 +27,9 @@ def limits_text(limits: CheckLimits, rate_limit_per_minute: int) -> str:
     mb = limits.max_image_bytes / (1024 * 1024)
     parts = [
         "Limits: still images only (JPEG, PNG, WebP, HEIC, GIF, BMP, TIFF; the first frame of "
-        f"an animation), up to {mb:.0f} MB; faces at least about 80 pixels wide; up to "
-        f"{limits.max_faces} faces per picture."
+        f"an animation), up to {mb:.0f} MB; up to {limits.max_faces} faces per picture. "
+        f"Faces narrower than {MIN_JUDGE_PX} pixels are counted but too small to judge; "
+        "faces in profile or largely hidden are often not found."
     ]
     if rate_limit_per_minute > 0:
         parts.append(f"Up to {rate_limit_per_minute} checks per person per minute.")

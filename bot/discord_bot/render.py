@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import discord
 
 from bot.core import Refusal, Reply, Verdict
-from bot.core.replies import CAVEAT
+from bot.core.replies import CAVEAT, too_small_line
 from bot.discord_bot import texts
 from detector.config import Band
 
@@ -110,6 +110,8 @@ def _description(verdict: Verdict) -> str:
             f"{verdict.faces} faces found; the verdict follows the most suspicious one. "
             "Numbers match the labels on the image."
         )
+    if verdict.too_small:
+        parts.append(too_small_line(verdict.too_small))
     parts.append(f"*{CAVEAT}*")
     return "\n\n".join(parts)
 

@@ -28,6 +28,7 @@ AUTOSCAN_INTRO = "Auto-scan flagged {what} in this message:"
 
 PROBLEM_TITLES: Mapping[Problem, str] = {
     Problem.NO_FACE: "No face found",
+    Problem.FACES_TOO_SMALL: "Faces too small to judge",
     Problem.BUSY: "Busy right now",
     Problem.CLOSED: "Restarting",
     Problem.RATE_LIMITED: "Slow down",
