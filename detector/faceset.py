@@ -183,10 +183,16 @@ def _load(sample: Sample) -> Image.Image:
 
 
 def make_set(
-    manifest: Path, out: Path, hog: Finder, mtcnn: Finder, sources: int = 60, seed: int = 0
+    manifest: Path,
+    out: Path,
+    hog: Finder,
+    mtcnn: Finder,
+    sources: int = 60,
+    seed: int = 0,
+    template_crops: int = 40,
 ) -> tuple[Path, dict[str, int]]:
     """Write the set into ``out`` (val rows only); returns the index file and counts of what
-    was drawn and left out."""
+    was drawn and left out. The DFDC box template is measured on ``template_crops`` crops."""
     out.mkdir(parents=True, exist_ok=True)
     maker = SetMaker(out, hog, mtcnn, seed)
     rng = maker.rng
@@ -196,7 +202,7 @@ def make_set(
     dfdc = [dfdc[i] for i in rng.permutation(len(dfdc))]
     photos = [photos[i] for i in rng.permutation(len(photos))]
     half = sources // 2
-    crops = [np.asarray(_load(s)) for s in dfdc[: max(40, half)]]
+    crops = [np.asarray(_load(s)) for s in dfdc[: max(template_crops, half)]]
     x1, y1, x2, y2 = maker.dfdc_template(crops)
     counts = {"dfdc": 0, "photo": 0, "photo_left_out": 0}
     kept: list[tuple[Image.Image, Box]] = []
@@ -218,7 +224,7 @@ def make_set(
         kept.append((img, ref))
         counts["photo"] += 1
     for _ in range(sources // 2):
-        picks = rng.choice(len(kept), size=int(rng.integers(2, 6)), replace=False)
+        picks = rng.choice(len(kept), size=min(len(kept), int(rng.integers(2, 6))), replace=False)
         maker.group([kept[int(i)] for i in picks])
     for _ in range(sources // 2):
         maker.save(scene(rng), "none", "photo", [], sources=[])
