@@ -77,7 +77,7 @@ def _scaled(box: Box, s: float, ox: int = 0, oy: int = 0) -> list[int]:
             round(box.x2 * s) + ox, round(box.y2 * s) + oy]  # fmt: skip
 
 
-def _rotated(img: Image.Image, box: Box, angle: float) -> tuple[Image.Image, list[int]]:
+def rotated(img: Image.Image, box: Box, angle: float) -> tuple[Image.Image, list[int]]:
     """``img`` turned counter-clockwise by ``angle``; the known box keeps its size, centred on
     the rotated face centre."""
     fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(axis=0))
@@ -148,7 +148,7 @@ class SetMaker:
                   [[w - box.x2, box.y1, w - box.x1, box.y2]])  # fmt: skip
         self.save(img, "jpeg", kind, [box.as_list()], quality=int(rng.integers(20, 40)))
         angle = ANGLES[index % 3] * (1 if (index // 3) % 2 == 0 else -1)
-        turned, known = _rotated(img, box, angle)
+        turned, known = rotated(img, box, angle)
         self.save(turned, f"rot{abs(angle)}", kind, [known])
         for category, lo, hi in (("small", 40, 80), ("scene", 100, 300)):
             px = int(rng.integers(lo, hi + 1))

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from detector.faces import Box, FaceFinder
-from detector.faceset import _rotated
+from detector.faceset import rotated
 
 from .conftest import SAMPLES
 
@@ -33,7 +33,7 @@ def scene_with(
         img = base.resize((round(base.width * s), round(base.height * s)), Image.Resampling.LANCZOS)
         box = Box(round(ref.x1 * s), round(ref.y1 * s), round(ref.x2 * s), round(ref.y2 * s))
         if angle:
-            img, b = _rotated(img, box, angle)
+            img, b = rotated(img, box, angle)
             box = Box(*b)
         canvas.paste(img, (x, y))
         known.append(Box(box.x1 + x, box.y1 + y, box.x2 + x, box.y2 + y))
