@@ -21,7 +21,7 @@ def test_shipped_weights_match_the_manifest_and_carry_their_calibration() -> Non
     assert sha256_file(SHIPPED) == entry["sha256"]
     loaded = load_checkpoint(SHIPPED)
     cfg = loaded.config
-    assert loaded.family == "deepfake-bot" and cfg.input_size == 160
+    assert loaded.family == "deepfake-bot" and cfg.input_size == 167
     assert cfg.temperature != 1.0 and cfg.thresholds != (0.3, 0.7)  # calibrated, not defaults
     assert any(k.startswith("AUC on val") for k in cfg.extra)  # figures for /about
     assert cfg.bf16_max_dp is not None  # measured, so `auto` precision can decide on it
