@@ -49,4 +49,5 @@ def test_score_counts_the_held_out_fakes(
     assert report["held_out_fakes"] == sum(1 for s in val if s.extra["method"] == "paste")
     assert report["reals"] == sum(1 for s in val if s.label == 0) - 1  # the coffee cup: no face
     assert 0.0 <= report["auc_vs_all_reals"] <= 1.0
+    assert 0.0 <= report["auc_vs_same_source_reals"] <= 1.0  # the tiny set's sources hold reals
     assert 0.0 <= report["fakes_passed_as_real"] <= 1.0
