@@ -138,30 +138,50 @@ def blend_mask(size: int, rng: np.random.Generator) -> npt.NDArray[np.float32]:
     return np.asarray(mask, dtype=np.float32) / 255.0
 
 
-def self_blend(rgb: U8, rng: np.random.Generator) -> U8:
-    """A self-blended pseudo-fake of a real face crop (SBI)."""
+def colour_mismatch(img: Image.Image, rng: np.random.Generator, spread: float, shift: float) -> (
+    Image.Image
+):
+    """Brightness/contrast within ±``spread``, saturation ±20%, a per-channel shift of up to
+    ``shift`` levels: the colour mismatch of a pasted face and its surroundings."""
+    img = ImageEnhance.Brightness(img).enhance(float(rng.uniform(1 - spread, 1 + spread)))
+    img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(1 - spread, 1 + spread)))
+    img = ImageEnhance.Color(img).enhance(float(rng.uniform(0.8, 1.2)))
+    arr = np.asarray(img).astype(np.float32)
+    arr += rng.uniform(-shift, shift, size=3).astype(np.float32)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def paste_misaligned(
+    rgb: U8, src: Image.Image, rng: np.random.Generator, scale: float, shift: float
+) -> U8:
+    """``src`` scaled by 1 ± ``scale`` about the centre, moved by up to ``shift`` of the side,
+    pasted over ``rgb``: the slight misalignment of a blended face."""
     size = rgb.shape[0]
-    src = Image.fromarray(rgb)
-    # Colour/contrast/sharpness mismatch between the "pasted" face and its surroundings.
-    src = ImageEnhance.Brightness(src).enhance(float(rng.uniform(0.85, 1.15)))
-    src = ImageEnhance.Contrast(src).enhance(float(rng.uniform(0.85, 1.15)))
-    src = ImageEnhance.Color(src).enhance(float(rng.uniform(0.8, 1.2)))
-    arr = np.asarray(src).astype(np.float32)
-    arr += rng.uniform(-12, 12, size=3).astype(np.float32)  # per-channel shift
-    src = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    factor = float(rng.uniform(1 - scale, 1 + scale))
+    offset = rng.uniform(-shift, shift, size=2) * size
+    new = max(8, round(size * factor))
+    canvas = Image.fromarray(rgb)
+    canvas.paste(
+        src.resize((new, new), Image.Resampling.BILINEAR),
+        (int((size - new) / 2 + offset[0]), int((size - new) / 2 + offset[1])),
+    )
+    return np.asarray(canvas)
+
+
+def blend(rgb: U8, source: U8, mask: npt.NDArray[np.float32], rng: np.random.Generator) -> U8:
+    """``source`` over ``rgb`` through ``mask`` at a random blend ratio (SBI's 0.25–1)."""
+    ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
+    m = mask[..., None] * ratio
+    out = m * source.astype(np.float32) + (1.0 - m) * rgb.astype(np.float32)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def self_blend(rgb: U8, rng: np.random.Generator) -> U8:
+    """A self-blended pseudo-fake of a real face crop (SBI), with an elliptical mask."""
+    src = colour_mismatch(Image.fromarray(rgb), rng, 0.15, 12)
     if rng.random() < 0.5:
         src = src.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
     else:
         src = src.filter(ImageFilter.UnsharpMask(radius=2, percent=int(rng.integers(50, 150))))
-    # Slight geometric misalignment: scale about the centre and shift.
-    scale = float(rng.uniform(0.95, 1.05))
-    shift = rng.uniform(-0.03, 0.03, size=2) * size
-    new = max(8, round(size * scale))
-    src = src.resize((new, new), Image.Resampling.BILINEAR)
-    canvas = Image.fromarray(rgb)
-    canvas.paste(src, (int((size - new) / 2 + shift[0]), int((size - new) / 2 + shift[1])))
-    source = np.asarray(canvas).astype(np.float32)
-    mask = blend_mask(size, rng)[..., None]
-    ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
-    out = mask * ratio * source + (1.0 - mask * ratio) * rgb.astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    source = paste_misaligned(rgb, src, rng, 0.05, 0.03)
+    return blend(rgb, source, blend_mask(rgb.shape[0], rng), rng)

@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
+from detector.augment import blend, colour_mismatch, paste_misaligned
 from detector.faces import Box
 from detector.images import ImageLimits, decode_image
 
@@ -178,12 +179,7 @@ def landmark_mask(points: Points, size: int, rng: np.random.Generator) -> npt.ND
 def _source_transform(rgb: U8, rng: np.random.Generator) -> U8:
     """SBI's source-target augmentation: colour, sharpness/resolution and a small scale/shift."""
     size = rgb.shape[0]
-    img = Image.fromarray(rgb)
-    img = ImageEnhance.Brightness(img).enhance(float(rng.uniform(0.88, 1.12)))
-    img = ImageEnhance.Contrast(img).enhance(float(rng.uniform(0.88, 1.12)))
-    img = ImageEnhance.Color(img).enhance(float(rng.uniform(0.8, 1.2)))
-    arr = np.asarray(img).astype(np.float32) + rng.uniform(-10, 10, size=3).astype(np.float32)
-    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    img = colour_mismatch(Image.fromarray(rgb), rng, 0.12, 10)
     kind = rng.random()
     if kind < 0.35:
         img = img.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 1.2))))
@@ -194,19 +190,10 @@ def _source_transform(rgb: U8, rng: np.random.Generator) -> U8:
         img = img.resize((small, small), Image.Resampling.BILINEAR).resize(
             (size, size), Image.Resampling.BILINEAR
         )
-    scale = float(rng.uniform(0.96, 1.04))
-    new = max(8, round(size * scale))
-    shift = rng.uniform(-0.02, 0.02, size=2) * size
-    img = img.resize((new, new), Image.Resampling.BILINEAR)
-    canvas = Image.fromarray(rgb)
-    canvas.paste(img, (int((size - new) / 2 + shift[0]), int((size - new) / 2 + shift[1])))
-    return np.asarray(canvas)
+    return paste_misaligned(rgb, img, rng, 0.04, 0.02)
 
 
 def landmark_self_blend(rgb: U8, points: Points, rng: np.random.Generator) -> U8:
     """A self-blended pseudo-fake of a real face crop, masked by its landmarks (crop pixels)."""
-    source = _source_transform(rgb, rng).astype(np.float32)
-    mask = landmark_mask(points, rgb.shape[0], rng)[..., None]
-    ratio = float(rng.choice([0.25, 0.5, 0.75, 1.0, 1.0, 1.0]))
-    out = mask * ratio * source + (1.0 - mask * ratio) * rgb.astype(np.float32)
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    source = _source_transform(rgb, rng)
+    return blend(rgb, source, landmark_mask(points, rgb.shape[0], rng), rng)
