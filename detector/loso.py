@@ -58,12 +58,9 @@ def score(manifest: Path, method: str, weights: Path) -> dict[str, Any]:
     classifier = load_classifier(weights, options=RuntimeOptions("fp32", True))
     result = evaluate(classifier, manifest, "val", str(weights), robustness=False, progress=False)
     # evaluate() keeps its rows in manifest order less the faceless ones: match them by path.
-    methods = {str(s.path): s.extra.get("method", "") for s in read_manifest(manifest, "val")}
-    scored = [
-        str(s.path) for s in read_manifest(manifest, "val") if str(s.path) not in
-        {d["path"] for d in result.skipped}
-    ]
-    kinds = np.array([methods[p] for p in scored])
+    faceless = {d["path"] for d in result.skipped}
+    rows = [s for s in read_manifest(manifest, "val") if str(s.path) not in faceless]
+    kinds = np.array([s.extra.get("method", "") for s in rows])
     srcs = np.array(result.sources)
     held = (kinds == method) & (result.labels == 1)
     reals = result.labels == 0
