@@ -24,6 +24,7 @@ loader does not, because a backbone is not a detector.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import re
@@ -143,8 +144,6 @@ def read_keras_xception(path: Path) -> tuple[dict[str, torch.Tensor], Conversion
             "reading Keras weights needs h5py: pip install 'deepfake-bot[train]'"
         ) from exc
     data = path.read_bytes()
-    import hashlib
-
     digest = hashlib.sha256(data).hexdigest()
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
