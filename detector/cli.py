@@ -29,6 +29,7 @@ from detector.errors import (
     FinderUnavailable,
     ImageTooLarge,
 )
+from detector.file_types import IMAGE_SUFFIXES
 from detector.finders import make_finder
 from detector.images import ImageLimits
 from detector.model import Classifier, Precision, RuntimeOptions
@@ -38,10 +39,6 @@ from detector.service import DetectorService, ServiceOptions
 
 _log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
-    ".tif", ".tiff", ".heic", ".heif", ".avif",
-}  # fmt: skip
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
 

@@ -7,8 +7,9 @@ image (no paths, no stack traces, no internals). Adapters map these to replies i
 from __future__ import annotations
 
 
-class DetectorError(Exception):
-    """Base of every error the detector raises on purpose."""
+class UserFacingError(Exception):
+    """Root of every error raised on purpose, in the engine (``DetectorError``) or around it
+    (the bots' ``BotError``): one mapping to replies covers both, and neither is the other."""
 
     user_message = "Something went wrong while checking this image."
 
@@ -16,6 +17,10 @@ class DetectorError(Exception):
         if user_message is not None:
             self.user_message = user_message
         super().__init__(detail or self.user_message)
+
+
+class DetectorError(UserFacingError):
+    """Base of every error the detector raises on purpose."""
 
 
 # --- input images -----------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from detector import memory
 from detector.errors import DetectorBusy, DetectorClosed
+from detector.idle import IdleTracker
 from detector.pipeline import Pipeline, Prepared
 from detector.results import Analysis
 
@@ -78,9 +79,7 @@ class DetectorService:
         )
         self._model_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-model")
         self._queue: asyncio.Queue[_Job | object] = asyncio.Queue()
-        self._pending = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._inflight = IdleTracker()
         self._closing = False
         self._closed = False
         self._batcher: asyncio.Task[None] | None = None
@@ -89,7 +88,7 @@ class DetectorService:
     @property
     def pending(self) -> int:
         """Requests admitted and not yet answered."""
-        return self._pending
+        return self._inflight.count
 
     @property
     def model_name(self) -> str:
@@ -118,12 +117,14 @@ class DetectorService:
         ``DetectorClosed``); never returns a made-up score."""
         if self._closing:
             raise DetectorClosed("service is closing")
-        if self._pending >= self.options.max_pending:
+        if self._inflight.count >= self.options.max_pending:
             self.stats.rejected_busy += 1
-            raise DetectorBusy(f"{self._pending} requests in flight")
+            raise DetectorBusy(f"{self._inflight.count} requests in flight")
         self._ensure_batcher()
-        self._pending += 1
-        self._idle.clear()
+        with self._inflight.track():
+            return await self._analyze(data, annotate)
+
+    async def _analyze(self, data: bytes, annotate: bool) -> Analysis:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         try:
@@ -154,10 +155,6 @@ class DetectorService:
         except BaseException:
             self.stats.failed += 1
             raise
-        finally:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.set()
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -177,7 +174,7 @@ class DetectorService:
             deadline = loop.time() + self.options.max_wait_ms / 1000.0
             # Wait for company only while other admitted requests may still arrive.
             while n < self.options.max_batch and not stopping:
-                if self._queue.empty() and self._pending <= len(batch):
+                if self._queue.empty() and self._inflight.count <= len(batch):
                     break
                 timeout = deadline - loop.time()
                 if timeout <= 0 and self._queue.empty():
@@ -245,9 +242,9 @@ class DetectorService:
             return
         self._closing = True
         try:
-            await asyncio.wait_for(self._idle.wait(), grace_s)
+            await asyncio.wait_for(self._inflight.wait_idle(), grace_s)
         except TimeoutError:
-            _log.warning("closing with %d requests still in flight", self._pending)
+            _log.warning("closing with %d requests still in flight", self._inflight.count)
         if self._batcher is not None:
             await self._queue.put(_STOP)
             try:

@@ -21,7 +21,7 @@ from bot.core import (
 )
 from detector.errors import DetectorBusy, DetectorClosed, NoFaceFound
 
-from .standins.telegram_harness import FakeDetector, always, analysis
+from .standins.fakes import FakeDetector, always, analysis
 
 KB = 1024
 

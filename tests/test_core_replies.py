@@ -35,7 +35,7 @@ from detector.errors import (
     UnsupportedImage,
 )
 
-from .standins.telegram_harness import analysis
+from .standins.fakes import analysis
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from detector.errors import NoFaceFound
 
 from .standins.discord_api import DiscordStandIn
 from .standins.discord_harness import running_discord_on
-from .standins.telegram_harness import ANNOTATED, FakeDetector, always, analysis, jpeg
+from .standins.fakes import ANNOTATED, FakeDetector, always, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
 pytestmark = pytest.mark.usefixtures("no_bot_errors")

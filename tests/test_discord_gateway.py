@@ -18,7 +18,7 @@ from detector.config import Band
 
 from .standins.discord_api import GUILD_MESSAGES, MESSAGE_CONTENT, DiscordStandIn
 from .standins.discord_harness import running_discord_on
-from .standins.telegram_harness import FakeDetector, always, analysis, jpeg
+from .standins.fakes import FakeDetector, always, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
 pytestmark = pytest.mark.usefixtures("no_bot_errors")

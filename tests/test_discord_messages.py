@@ -23,7 +23,7 @@ from .standins.discord_api import (
     Interaction,
 )
 from .standins.discord_harness import discord_settings, running_discord, running_discord_on
-from .standins.telegram_harness import FakeDetector, analysis, jpeg
+from .standins.fakes import FakeDetector, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
 pytestmark = pytest.mark.usefixtures("no_bot_errors")

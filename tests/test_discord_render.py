@@ -8,7 +8,7 @@ from bot.discord_bot.render import COLOURS, NO_VERDICT, Rendered, files_of, pack
 from detector.config import Band
 from detector.errors import DetectorBusy
 
-from .standins.telegram_harness import analysis
+from .standins.fakes import analysis
 
 
 def test_one_colour_per_band_and_grey_without_a_verdict() -> None:

@@ -20,8 +20,8 @@ from bot.telegram_bot import TelegramBot
 
 from .standins.common import bot_process, clean_sigterm_exit, free_port, run_env
 from .standins.discord_api import DiscordStandIn
+from .standins.fakes import FAKE_CONFIG, FakeDetector, always, analysis, jpeg
 from .standins.telegram_api import TelegramStandIn
-from .standins.telegram_harness import FAKE_CONFIG, FakeDetector, always, analysis, jpeg
 
 pytest_plugins = ["tests.standins.discord_fixtures", "tests.standins.telegram_fixtures"]
 pytestmark = pytest.mark.usefixtures("no_bot_errors")

@@ -16,7 +16,13 @@ from .conftest import REPO
 CHAT = {"telegram", "discord", "aiogram"}
 TORCH = {"torch", "timm", "torchvision"}
 # What adapters may take from the detector: types and errors, none of which pull in torch.
-LIGHT_DETECTOR_MODULES = {"detector.errors", "detector.config", "detector.results"}
+LIGHT_DETECTOR_MODULES = {
+    "detector.errors",
+    "detector.config",
+    "detector.results",
+    "detector.idle",
+    "detector.file_types",
+}
 COMPOSITION_ROOTS = {"main.py"}
 
 

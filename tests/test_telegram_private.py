@@ -11,15 +11,9 @@ import pytest
 from bot.core.replies import APOLOGY
 from detector.errors import CorruptImage, DetectorBusy, NoFaceFound
 
+from .standins.fakes import ANNOTATED, FakeDetector, always, analysis, jpeg
 from .standins.telegram_api import TelegramStandIn
-from .standins.telegram_harness import (
-    ANNOTATED,
-    FakeDetector,
-    always,
-    analysis,
-    jpeg,
-    running_bot_on,
-)
+from .standins.telegram_harness import running_bot_on
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
 pytest_plugins = ["tests.standins.telegram_fixtures"]

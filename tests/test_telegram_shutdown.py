@@ -9,8 +9,9 @@ import time
 import pytest
 from telegram.error import InvalidToken
 
+from .standins.fakes import FakeDetector, always, analysis, jpeg
 from .standins.telegram_api import TelegramStandIn
-from .standins.telegram_harness import FakeDetector, always, analysis, jpeg, running_bot_on
+from .standins.telegram_harness import running_bot_on
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
 pytest_plugins = ["tests.standins.telegram_fixtures"]

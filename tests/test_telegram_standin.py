@@ -7,8 +7,8 @@ import aiohttp
 import pytest
 from telegram import Update
 
+from .standins.fakes import jpeg
 from .standins.telegram_api import TelegramStandIn, unknown_fields
-from .standins.telegram_harness import jpeg
 
 # The stand-in fixtures; every test here also fails on an ERROR log from the bot.
 pytest_plugins = ["tests.standins.telegram_fixtures"]

@@ -17,7 +17,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from bot.core.errors import DownloadFailed, FileTooLarge, NotAnImage, UrlRefused
 from bot.core.urlfetch import AddressPolicy, UrlFetcher, checked_url, is_public, networks
 
-from .standins.telegram_harness import jpeg
+from .standins.fakes import jpeg
 
 IMAGE = jpeg(32, 32)
 LOOPBACK = AddressPolicy(also_allow=networks(["127.0.0.0/8"]), ports=None)

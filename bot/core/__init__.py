@@ -1,6 +1,8 @@
 """The platform-neutral core shared by the Telegram and Discord adapters: the detector port,
 ``CheckService`` (limits, rate limits, admission), the reply model with the one error → text
-mapping, per-chat settings and shared wording."""
+mapping, per-chat settings and shared wording. Adapters take the detector's vocabulary
+(``Band``, ``Analysis``, ``FaceResult``, the in-flight tracker, the error root) from here, never
+from ``detector`` directly."""
 
 from bot.core.admission import Admission
 from bot.core.chat_settings import ChatSettings
@@ -28,18 +30,26 @@ from bot.core.replies import (
     error_reply,
     verdict_reply,
 )
+from detector.config import Band
+from detector.errors import UserFacingError
+from detector.idle import IdleTracker
+from detector.results import Analysis, FaceResult
 
 __all__ = [
     "Admission",
+    "Analysis",
+    "Band",
     "BotError",
     "ChatSettings",
     "CheckLimits",
     "CheckService",
     "Detector",
     "DownloadFailed",
+    "FaceResult",
     "FaceScore",
     "FileTooLarge",
     "Hint",
+    "IdleTracker",
     "ImageRef",
     "ModelCard",
     "NotAnImage",
@@ -50,6 +60,7 @@ __all__ = [
     "Reply",
     "SlidingWindowLimiter",
     "UrlRefused",
+    "UserFacingError",
     "Verdict",
     "combined_text",
     "error_reply",

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from detector.errors import DetectorBusy, DetectorClosed
+from detector.idle import IdleTracker
 
 
 class Admission:
@@ -21,10 +22,8 @@ class Admission:
         self.limit = limit
         self.backlog = backlog
         self._slots = asyncio.Semaphore(limit)
-        self._admitted = 0  # running + waiting
+        self._admitted = IdleTracker()  # running + waiting
         self._running = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._closed = False
 
     @property
@@ -33,7 +32,7 @@ class Admission:
 
     @property
     def waiting(self) -> int:
-        return self._admitted - self._running
+        return self._admitted.count - self._running
 
     def close(self) -> None:
         """Refuse new checks from now on (with ``DetectorClosed``); admitted ones carry on."""
@@ -41,7 +40,7 @@ class Admission:
 
     async def wait_idle(self) -> None:
         """Until every admitted check has finished."""
-        await self._idle.wait()
+        await self._admitted.wait_idle()
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -49,18 +48,12 @@ class Admission:
         and the backlog are full, ``DetectorClosed`` after :meth:`close`."""
         if self._closed:
             raise DetectorClosed("not accepting checks: shutting down")
-        if self._admitted >= self.limit + self.backlog:
+        if self._admitted.count >= self.limit + self.backlog:
             raise DetectorBusy(f"{self._running} checks running, {self.waiting} waiting")
-        self._admitted += 1
-        self._idle.clear()
-        try:
+        with self._admitted.track():
             async with self._slots:
                 self._running += 1
                 try:
                     yield
                 finally:
                     self._running -= 1
-        finally:
-            self._admitted -= 1
-            if self._admitted == 0:
-                self._idle.set()

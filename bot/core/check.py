@@ -29,13 +29,10 @@ from bot.core.errors import (
 )
 from bot.core.ratelimit import SlidingWindowLimiter
 from bot.core.replies import Hint, Problem, Refusal, Reply, error_reply, verdict_reply
+from detector.file_types import IMAGE_SUFFIXES
 
 _log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({
-    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
-    ".tif", ".tiff", ".heic", ".heif", ".avif",
-})  # fmt: skip
 # Refusals that are our fault or the platform's, not the sender's: their checks are given back.
 _REFUNDED = frozenset({Problem.BUSY, Problem.CLOSED, Problem.DOWNLOAD_FAILED, Problem.INTERNAL})
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import math
 
-from detector.errors import DetectorError
+from detector.errors import UserFacingError
 
 
-class BotError(DetectorError):
-    """Base of the bot's own refusals. A ``DetectorError`` so that one mapping covers both."""
+class BotError(UserFacingError):
+    """Base of the bot's own refusals (not engine errors): limits, downloads, rate limits."""
 
 
 def _size(n: int) -> str:

@@ -2,8 +2,9 @@
 
 A check ends in a :class:`Verdict` (band, percentage, per-face lines, caveat, the annotated
 image) or a :class:`Refusal` (why there is no verdict). :func:`error_reply` is the only mapping
-from exceptions to user text: every ``DetectorError`` (the bot's own errors included) carries a
-``user_message``; anything else is logged with its traceback and answered with a short apology.
+from exceptions to user text: every ``UserFacingError`` (the detector's and the bot's own)
+carries a ``user_message``; anything else is logged with its traceback and answered with a
+short apology.
 A failure is never turned into a score.
 """
 
@@ -26,11 +27,11 @@ from detector.config import Band
 from detector.errors import (
     DetectorBusy,
     DetectorClosed,
-    DetectorError,
     FacesTooSmall,
     ImageError,
     ImageTooLarge,
     NoFaceFound,
+    UserFacingError,
 )
 from detector.results import Analysis, FaceResult
 
@@ -209,8 +210,8 @@ def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -
     )
 
 
-_PROBLEMS: tuple[tuple[type[DetectorError], Problem], ...] = (
-    # Most specific first: the bot's errors and ImageTooLarge are DetectorErrors too.
+_PROBLEMS: tuple[tuple[type[UserFacingError], Problem], ...] = (
+    # Most specific first: ImageTooLarge is an ImageError too.
     (RateLimited, Problem.RATE_LIMITED),
     (FileTooLarge, Problem.TOO_LARGE),
     (NotAnImage, Problem.NOT_IMAGE),
@@ -236,7 +237,7 @@ _SHORT: dict[Problem, str] = {
 
 def error_reply(exc: BaseException) -> Refusal:
     """The user-facing answer for a failed check. Unknown errors are logged with traceback."""
-    if isinstance(exc, DetectorError):
+    if isinstance(exc, UserFacingError):
         for kind, problem in _PROBLEMS:
             if isinstance(exc, kind):
                 _log.debug("check refused (%s): %s", problem, exc)

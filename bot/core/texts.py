@@ -34,3 +34,8 @@ def limits_text(limits: CheckLimits, rate_limit_per_minute: int) -> str:
     if rate_limit_per_minute > 0:
         parts.append(f"Up to {rate_limit_per_minute} checks per person per minute.")
     return " ".join(parts)
+
+
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, an ellipsis marking the cut (platform caps)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -5,28 +5,27 @@ the rendered embeds.
 Interactions are deferred at once (Discord's 3-second rule), privately or publicly per the
 server's setting, then answered with follow-ups. Every answer, refusals included, goes through
 the core's reply model; Discord errors while answering are logged, never raised into discord.py.
-:class:`Inflight` counts what is being answered, so shutdown can wait for it.
+:class:`~bot.core.IdleTracker` counts what is being answered, so shutdown can wait for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import discord
 
-from bot.core import CheckService, ModelCard, Refusal, Reply, Verdict
+from bot.core import Band, CheckService, IdleTracker, ModelCard, Refusal, Reply, Verdict
 from bot.core.replies import BAND_EMOJI
+from bot.core.texts import clip
 from bot.discord_bot import texts
 from bot.discord_bot.media import Found, Media, MessageImages
 from bot.discord_bot.render import Rendered, files_of, pack, render
 from bot.discord_bot.store import AutoscanAction, GuildSettingsStore
-from detector.config import Band
 
 _log = logging.getLogger(__name__)
 
@@ -36,39 +35,6 @@ NO_MENTIONS = discord.AllowedMentions.none()
 # What sending to Discord can fail with: an HTTP error, a rate limit longer than
 # DISCORD_MAX_RATELIMIT_WAIT_S (discord.py raises instead of waiting), or the network.
 SEND_ERRORS = (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, OSError)
-
-
-class Inflight:
-    """How many interactions and messages are being answered right now."""
-
-    def __init__(self) -> None:
-        self._count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
-
-    @property
-    def count(self) -> int:
-        return self._count
-
-    @contextlib.contextmanager
-    def track(self) -> Iterator[None]:
-        self._count += 1
-        self._idle.clear()
-        try:
-            yield
-        finally:
-            self._count -= 1
-            if self._count == 0:
-                self._idle.set()
-
-    async def wait_idle(self) -> None:
-        """Until nothing is being answered, including handlers that discord.py had already
-        scheduled but that had not started yet (they run before a zero-delay sleep returns)."""
-        while True:
-            await self._idle.wait()
-            await asyncio.sleep(0)
-            if self._count == 0:
-                return
 
 
 def user_key(user: discord.abc.User) -> str:
@@ -92,10 +58,6 @@ def _code_safe(name: str) -> str:
     return name.replace("`", "'")[:60]
 
 
-def clip(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 class Checker:
     def __init__(
         self,
@@ -111,7 +73,7 @@ class Checker:
         self.media = media
         self.card = card
         self.max_images = max_images
-        self.inflight = Inflight()
+        self.inflight = IdleTracker()
         self.accepting = True
 
     # --- interactions -----------------------------------------------------------------------------
@@ -127,7 +89,7 @@ class Checker:
         self, interaction: discord.Interaction[Any], text: str, *, ephemeral: bool = True
     ) -> None:
         """A short text answer, as the response or as a follow-up if already responded."""
-        text = clip(text)
+        text = clip(text, MESSAGE_LIMIT)
         try:
             if interaction.response.is_done():
                 await interaction.followup.send(

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.core import Refusal, Reply, Verdict
+from bot.core import Band, Refusal, Reply, Verdict
 from bot.core.replies import CAVEAT, too_small_line
+from bot.core.texts import clip
 from bot.discord_bot import texts
-from detector.config import Band
 
 COLOURS: dict[Band, discord.Colour] = {
     Band.REAL: discord.Colour(0x2ECC71),  # green
@@ -31,10 +31,6 @@ NO_VERDICT = discord.Colour(0x95A5A6)  # grey
 TITLE, DESCRIPTION, FIELDS, FIELD_NAME, FIELD_VALUE = 256, 4096, 25, 256, 1024
 FOOTER, AUTHOR, TOTAL, EMBEDS_PER_MESSAGE, FILES_PER_MESSAGE = 2048, 256, 6000, 10, 10
 MAX_FACE_FIELDS = FIELDS - 1
-
-
-def clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass

@@ -17,12 +17,11 @@ from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.core import ChatSettings, CheckService, ModelCard, Verdict
+from bot.core import Band, ChatSettings, CheckService, ModelCard, Verdict
 from bot.telegram_bot import texts
 from bot.telegram_bot.albums import AlbumCollector
 from bot.telegram_bot.media import image_ref
 from bot.telegram_bot.send import Where, chat_action, send_album_reply, send_reply
-from detector.config import Band
 
 _log = logging.getLogger(__name__)
 

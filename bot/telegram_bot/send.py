@@ -20,6 +20,7 @@ from telegram.constants import ChatAction, MessageLimit
 from telegram.error import TelegramError
 
 from bot.core import Reply, Verdict, combined_text
+from bot.core.texts import clip
 from bot.telegram_bot.texts import HINTS
 
 _log = logging.getLogger(__name__)
@@ -50,10 +51,6 @@ class Where:
                 message_id=self.reply_to, allow_sending_without_reply=True
             )
         return out
-
-
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 async def _action(bot: Bot, where: Where, action: str) -> None:
@@ -93,7 +90,7 @@ async def send_reply(bot: Bot, where: Where, reply: Reply) -> None:
             await bot.send_photo(where.chat_id, reply.image, caption=text, **where.params())
             return
         sent = await bot.send_message(
-            where.chat_id, _clip(text, MessageLimit.MAX_TEXT_LENGTH), **where.params()
+            where.chat_id, clip(text, MessageLimit.MAX_TEXT_LENGTH), **where.params()
         )
         await bot.send_photo(
             where.chat_id, reply.image, **where.replying_to(sent.message_id).params()
@@ -104,7 +101,7 @@ async def send_reply(bot: Bot, where: Where, reply: Reply) -> None:
 
 async def send_album_reply(bot: Bot, where: Where, replies: Sequence[Reply]) -> None:
     """One combined text reply covering every picture, then the annotated pictures."""
-    text = _clip(combined_text(replies, HINTS), MessageLimit.MAX_TEXT_LENGTH)
+    text = clip(combined_text(replies, HINTS), MessageLimit.MAX_TEXT_LENGTH)
     sent: Message = await bot.send_message(where.chat_id, text, **where.params())
     images = [
         (number, reply.image)

@@ -19,7 +19,7 @@ from bot.settings import Settings
 
 from .common import running_service, standin_settings
 from .discord_api import DiscordStandIn
-from .telegram_harness import FAKE_CONFIG
+from .fakes import FAKE_CONFIG
 
 # Tests may fetch links from the stand-in on loopback; production refuses loopback.
 LOOPBACK_POLICY = AddressPolicy(also_allow=networks(["127.0.0.0/8"]), ports=None)

@@ -1,0 +1,10 @@
+"""File-name suffixes of the image formats the engine reads. Names only ever pick files out of
+a folder (``check DIR``) or let a chat refuse an obvious non-image before downloading it; the
+decoder itself recognises formats by content (``detector.images``). Light: no imports."""
+
+from __future__ import annotations
+
+IMAGE_SUFFIXES = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".gif", ".bmp", ".dib",
+    ".tif", ".tiff", ".heic", ".heif", ".avif",
+})  # fmt: skip
