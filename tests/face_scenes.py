@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from detector.faces import Box, FaceFinder
-from detector.faceset import rotated
+from detector.tools.faceset import rotated
 
 from .conftest import SAMPLES
 

@@ -109,3 +109,9 @@ def test_build_stage_wheel_holds_the_packages_and_the_entry_point(tmp_path: Path
     assert not any(n.startswith("tests/") for n in names)
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "deepfake-bot = bot.main:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_the_image_installs_the_serving_package_without_the_training_extra() -> None:
+    runs = " ".join(rest for w, rest in _instructions() if w == "RUN")
+    assert re.search(r"pip install \.(\s|$)", runs), "the build stage installs the package"
+    assert "[train]" not in runs and "[dev]" not in runs

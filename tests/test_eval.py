@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from bot.main import main
-from detector.evaluate import cross_source_aucs
+from detector.training.evaluate import cross_source_aucs
 
 
 def test_eval_json_schema_skips_listed_and_plots(
@@ -75,7 +75,7 @@ def test_cross_source_auc_exposes_dataset_shortcuts() -> None:
 
 
 def test_band_shares_count_what_users_see() -> None:
-    from detector.evaluate import band_shares
+    from detector.training.evaluate import band_shares
 
     labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
     scores = np.array([0.1, 0.5, 0.8, 0.2, 0.9, 0.95, 0.4, 0.05])

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from detector.face_bench import Tally, render, run_set, score_picture
 from detector.faces import Box
-from detector.faceset import Picture, load_set, make_set
 from detector.finders import make_finder
+from detector.tools.face_bench import Tally, render, run_set, score_picture
+from detector.tools.faceset import Picture, load_set, make_set
 
 from .conftest import REPO
 

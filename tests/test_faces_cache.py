@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.data import RegionCache, Sample
 from detector.finders import ENV, SERVED, configured_finder, make_finder
+from detector.training.manifest import RegionCache, Sample
 
 from .conftest import SAMPLES
 

@@ -13,10 +13,10 @@ import pytest
 
 from detector.errors import FinderUnavailable
 from detector.faces import Box, FaceFinder, Finder
-from detector.faceset import agrees
 from detector.finders import BUILDERS, SERVED, make_finder
 from detector.finders.common import BoxMap, iou
 from detector.finders.rotated import RotatedPasses
+from detector.tools.faceset import agrees
 
 from .face_scenes import astronaut, scene_with
 

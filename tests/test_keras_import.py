@@ -16,14 +16,14 @@ from PIL import Image
 
 from detector.checkpoints import load_checkpoint
 from detector.errors import CheckpointError, UnsupportedCheckpoint
-from detector.keras_import import (
+from detector.model import build_xception
+from detector.training.keras_import import (
     exact_input_size,
     is_backbone_file,
     load_backbone,
     read_keras_xception,
     save_backbone,
 )
-from detector.model import build_xception
 
 from .conftest import SAMPLES
 
@@ -140,7 +140,7 @@ def test_a_tampered_shape_is_refused(tmp_path: Path) -> None:
     """A backbone whose tensors do not fit the network is refused by name, not loaded."""
     state = {k: v for k, v in build_xception(2).state_dict().items() if not k.startswith("fc.")}
     state["conv1.weight"] = torch.zeros(16, 3, 3, 3)
-    from detector.keras_import import ConversionReport
+    from detector.training.keras_import import ConversionReport
 
     out = tmp_path / "bad.safetensors"
     save_backbone(state, out, ConversionReport(len(state), 0, "0" * 64, "test"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from detector.data import read_manifest
-from detector.loso import prepare, score
+from detector.training.loso import prepare, score
+from detector.training.manifest import read_manifest
 
 
 def _with_methods(tiny_set: Path, tmp_path: Path) -> Path:

@@ -7,8 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from detector.calibrate import _fold_of, choose_thresholds, crossfit_ece, fit_platt, fit_temperature
-from detector.metrics import average_precision, ece, eer, roc_auc, summarize
+from detector.training.calibration import (
+    _fold_of,
+    choose_thresholds,
+    crossfit_ece,
+    fit_platt,
+    fit_temperature,
+)
+from detector.training.metrics import average_precision, ece, eer, roc_auc, summarize
 
 
 def test_auc_known_values() -> None:
@@ -75,7 +81,7 @@ def test_band_thresholds_meet_their_error_limits() -> None:
 
 
 def test_platt_recovers_scale_and_offset() -> None:
-    from detector.calibrate import fit_platt
+    from detector.training.calibration import fit_platt
 
     rng = np.random.default_rng(3)
     true_margin = rng.normal(0, 2, 20000)

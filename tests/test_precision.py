@@ -8,8 +8,8 @@ import logging
 import pytest
 
 import detector.model as model_mod
-from detector.cli import runtime_options
 from detector.config import ModelConfig
+from detector.factory import runtime_options
 from detector.model import BF16_TOLERANCE, RuntimeOptions
 
 

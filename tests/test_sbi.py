@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector import augment
 from detector.faces import Box, FaceFinder, crop_box
 from detector.images import decode_image
-from detector.sbi import (
+from detector.training import augment
+from detector.training.options import parse_cell_weights
+from detector.training.sampling import sampling_weights
+from detector.training.sbi import (
     LandmarkCache,
     LandmarkFinder,
     convex_hull,
@@ -24,7 +26,6 @@ from detector.sbi import (
     predictor_path,
     to_crop,
 )
-from detector.train import _sampling_weights, parse_cell_weights
 
 from .conftest import SAMPLES
 
@@ -122,13 +123,13 @@ def test_sharpen_and_soften_move_sharpness_apart() -> None:
 
 
 def test_cell_weights_raise_one_cells_share() -> None:
-    from detector.data import FAKE, REAL, Sample
+    from detector.training.manifest import FAKE, REAL, Sample
 
     samples = [Sample(Path(f"r{i}"), REAL, "ffhq") for i in range(10)] + [
         Sample(Path(f"f{i}"), FAKE, "ffhq") for i in range(10)
     ]
-    plain = _sampling_weights(samples, "sqrt")
-    weighted = _sampling_weights(samples, "sqrt", factors=parse_cell_weights(["ffhq:real=3"]))
+    plain = sampling_weights(samples, "sqrt")
+    weighted = sampling_weights(samples, "sqrt", factors=parse_cell_weights(["ffhq:real=3"]))
     assert sum(plain[:10]) == pytest.approx(sum(plain[10:]))
     assert sum(weighted[:10]) == pytest.approx(3 * sum(weighted[10:]))
     for bad in ("ffhq=3", "ffhq:maybe=2", "ffhq:real=0", "ffhq:real="):

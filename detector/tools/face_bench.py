@@ -1,5 +1,5 @@
 """``deepfake-bot bench-faces``: the face finders side by side on the check set
-(:mod:`detector.faceset`): recall by category, false detections, time per picture; the fit of
+(:mod:`detector.tools.faceset`): recall by category, false detections, time per picture; the fit of
 MTCNN's boxes onto dlib's geometry; and the served finder's end-to-end cost."""
 
 from __future__ import annotations
@@ -14,17 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from PIL import Image
 from rich.console import Console
 
 from detector.errors import FinderUnavailable
 from detector.faces import Box, Finder, crop_box
-from detector.faceset import Picture, agrees, load_set, make_set, scene
 from detector.finders import BUILDERS, SERVED, make_finder
 from detector.finders.common import BoxMap, iou
 from detector.finders.mtcnn import MtcnnFinder
 from detector.images import decode_image
+from detector.tools.faceset import Picture, agrees, load_set, make_set, scene
 
 SMALL_PX = 60
 
@@ -145,7 +144,7 @@ def fit_map(pictures: list[Picture], root: Path, hog: Finder, mtcnn: MtcnnFinder
 
 def group_jpeg(faces: int) -> bytes:
     """The bench's 1280x853 scene with ``faces`` copies of the public-domain astronaut."""
-    from detector.bench import SAMPLE, scene_jpeg
+    from detector.tools.bench import SAMPLE, scene_jpeg
 
     canvas = Image.open(io.BytesIO(scene_jpeg())).convert("RGB")
     canvas.paste((90, 110, 140), (0, 0, *canvas.size))
@@ -159,11 +158,10 @@ def group_jpeg(faces: int) -> bytes:
 
 def end_to_end(repeats: int, weights: Path | None) -> dict[str, float]:
     """Pipeline.analyze p50 (decode, faces, crops, network) with the served finder."""
-    from detector.bench import scene_jpeg
-    from detector.checkpoints import load_classifier, resolve_weights
-    from detector.pipeline import Pipeline
+    from detector.factory import build_classifier, build_pipeline
+    from detector.tools.bench import scene_jpeg
 
-    pipeline = Pipeline(load_classifier(resolve_weights(weights)), make_finder(SERVED))
+    pipeline = build_pipeline(build_classifier(weights), finder=SERVED)
     out = {}
     for name, data in (("1 face", scene_jpeg()), ("4 faces", group_jpeg(4))):
         pipeline.analyze(data)
@@ -177,11 +175,11 @@ def end_to_end(repeats: int, weights: Path | None) -> dict[str, float]:
 
 
 def run_bench_faces(args: argparse.Namespace) -> int:
-    from detector.bench import machine_description, scene_jpeg
-    from detector.cli import available_cores
+    from detector.factory import set_threads
+    from detector.tools.bench import machine_description, scene_jpeg
 
     console = Console(stderr=True)
-    torch.set_num_threads(args.threads or available_cores())
+    set_threads(args.threads)
     index = args.set / "faceset.json"
     if args.manifest is not None and not index.exists():
         console.print(f"making the check set in {args.set} …")

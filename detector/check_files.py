@@ -1,6 +1,6 @@
-"""``deepfake-bot check``: files or folders in, a verdict per image out (table or JSON Lines),
-optionally annotated copies. One bad file never stops the rest; the exit status says whether
-every input got a verdict (0), some did not (1), or nothing could run (2)."""
+"""The body of ``deepfake-bot check``: files or folders in, a verdict per image out (table or
+JSON Lines), optionally annotated copies. One bad file never stops the rest; the exit status
+says whether every input got a verdict (0), some did not (1), or nothing could run (2)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,17 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from detector.annotate import BAND_COLOURS
-from detector.checkpoints import load_classifier, resolve_weights
+from detector.commands import classifier_from_args
 from detector.config import Band
 from detector.errors import (
     CheckpointError,
@@ -29,48 +27,15 @@ from detector.errors import (
     FinderUnavailable,
     ImageTooLarge,
 )
+from detector.factory import build_pipeline
 from detector.file_types import IMAGE_SUFFIXES
-from detector.finders import make_finder
 from detector.images import ImageLimits
-from detector.model import Classifier, Precision, RuntimeOptions
-from detector.pipeline import Pipeline
 from detector.results import Analysis
 from detector.service import DetectorService, ServiceOptions
 
 _log = logging.getLogger(__name__)
 
-
 EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
-_PRECISIONS: dict[str, Precision] = {"auto": "auto", "fp32": "fp32", "bf16": "bf16"}
-
-
-def runtime_options(precision: str) -> RuntimeOptions:
-    """``auto`` stays ``auto`` here: the classifier resolves it with the loaded weights' config."""
-    try:
-        return RuntimeOptions(_PRECISIONS[precision], channels_last=True)
-    except KeyError:
-        raise ValueError(f"unknown precision {precision!r}: auto, fp32 or bf16") from None
-
-
-def make_classifier(args: argparse.Namespace) -> Classifier:
-    """The classifier the command line asks for (raises CheckpointError subclasses)."""
-    torch.set_num_threads(args.threads or available_cores())
-    path = resolve_weights(args.weights)
-    return load_classifier(
-        path,
-        family=args.family,
-        expected_sha256=args.sha256,
-        options=runtime_options(args.precision),
-    )
 
 
 def collect_inputs(paths: list[Path]) -> list[Path]:
@@ -212,7 +177,7 @@ def _print_table(console: Console, outcomes: list[Outcome], model: str) -> None:
 def run_check(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
-        classifier = make_classifier(args)
+        classifier = classifier_from_args(args)
     except CheckpointError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_UNUSABLE
@@ -224,11 +189,10 @@ def run_check(args: argparse.Namespace) -> int:
         args.annotate.mkdir(parents=True, exist_ok=True)
     limits = ImageLimits()
     try:
-        finder = make_finder(max_faces=args.max_faces)
+        pipeline = build_pipeline(classifier, max_faces=args.max_faces, limits=limits)
     except FinderUnavailable as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_UNUSABLE
-    pipeline = Pipeline(classifier, finder, limits)
     options = ServiceOptions(max_pending=max(args.concurrency, 1) + 1)
     show_progress = err.is_terminal and len(inputs) > 1
 

@@ -32,11 +32,10 @@ from PIL import Image
 from rich.console import Console
 from rich.progress import Progress
 
-from detector.checkpoints import load_classifier, resolve_weights
-from detector.cli import available_cores, runtime_options
+from detector.commands import classifier_from_args
 from detector.config import ModelConfig
 from detector.errors import CheckpointError, DetectorError
-from detector.finders import make_finder
+from detector.factory import available_cores, build_pipeline, runtime_options
 from detector.model import BF16_TOLERANCE, Classifier, RuntimeOptions, build_xception
 from detector.pipeline import Pipeline
 from detector.preprocess import face_crop, full_frame
@@ -44,7 +43,7 @@ from detector.service import DetectorService, ServiceOptions
 
 _log = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "astronaut.jpg"
 
 
@@ -180,7 +179,13 @@ def sample_face_crops(pipeline: Pipeline, n: int = 16) -> npt.NDArray[np.uint8]:
 def manifest_face_crops(
     manifest: Path, config: ModelConfig, limit: int = 256
 ) -> npt.NDArray[np.uint8]:
-    from detector.data import RegionCache, default_cache_dir, load_inputs, read_manifest, usable
+    from detector.training.manifest import (
+        RegionCache,
+        default_cache_dir,
+        load_inputs,
+        read_manifest,
+        usable,
+    )
 
     samples = read_manifest(manifest)
     rng = np.random.default_rng(0)
@@ -243,17 +248,11 @@ async def _service_figures(
 
 def run_bench(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
-    torch.set_num_threads(args.threads or available_cores())
     gc.collect()
     rss_start = _rss_mb()
     trained = True
     try:
-        classifier = load_classifier(
-            resolve_weights(args.weights),
-            family=args.family,
-            expected_sha256=args.sha256,
-            options=runtime_options(args.precision),
-        )
+        classifier = classifier_from_args(args)
     except CheckpointError as exc:
         if args.weights is not None:
             console.print(f"[bold red]error:[/] {exc}")
@@ -270,7 +269,7 @@ def run_bench(args: argparse.Namespace) -> int:
     soak = min(args.analyses, 64) if args.quick else args.analyses
 
     jpeg = scene_jpeg()
-    pipeline = Pipeline(classifier, make_finder())
+    pipeline = build_pipeline(classifier)
     prepared = pipeline.prepare(jpeg)
     state = {k: v.clone() for k, v in classifier.module.state_dict().items()}
     config = classifier.config

@@ -1,9 +1,9 @@
 """Leave-one-method-out checks, a training tool: how well does the recipe catch a kind of fake
-it never saw? ``python -m detector.loso prepare MANIFEST METHOD OUT_DIR`` writes a manifest
-without that method's *training* rows (its validation rows stay, so the held-out fakes are
-scored); train on it as usual; then ``python -m detector.loso score MANIFEST METHOD WEIGHTS``
-prints the AUC of the held-out method's validation fakes against every validation real face,
-and the share of them passed as "no manipulation detected".
+it never saw? ``python -m detector.training.loso prepare MANIFEST METHOD OUT_DIR`` writes a
+manifest without that method's *training* rows (its validation rows stay, so the held-out
+fakes are scored); train on it as usual; then ``python -m detector.training.loso score
+MANIFEST METHOD WEIGHTS`` prints the AUC of the held-out method's validation fakes against
+every validation real face, and the share of them passed as "no manipulation detected".
 
 The manifest's ``method`` column names how a fake was made (``stylegan``, ``diffusion-sd21``,
 ``faceswap-landmark``, …); paths in the written manifest are absolute, so it can live anywhere.
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.metrics import roc_auc
+from detector.training.metrics import roc_auc
 
 
 def prepare(manifest: Path, method: str, out_dir: Path) -> tuple[Path, int]:
@@ -51,9 +51,9 @@ def prepare(manifest: Path, method: str, out_dir: Path) -> tuple[Path, int]:
 def score(manifest: Path, method: str, weights: Path) -> dict[str, Any]:
     """AUC of ``method``'s val fakes vs all val reals, with the given weights."""
     from detector.checkpoints import load_classifier
-    from detector.data import read_manifest
-    from detector.evaluate import evaluate
     from detector.model import RuntimeOptions
+    from detector.training.evaluate import evaluate
+    from detector.training.manifest import read_manifest
 
     classifier = load_classifier(weights, options=RuntimeOptions("fp32", True))
     result = evaluate(classifier, manifest, "val", str(weights), robustness=False, progress=False)

@@ -1,5 +1,5 @@
 """A contact sheet of training examples, so a reader can see what the trainer makes:
-``python -m detector.sbi_sheet OUT.png IMAGE... [--size 199] [--rows 4] [--seed 0]``.
+``python -m detector.training.sbi_sheet OUT.png IMAGE... [--size 199] [--rows 4] [--seed 0]``.
 
 Each row is one real face (the picture's largest): the crop as cut (jittered as in training),
 its landmark hull mask, two landmark self-blended fakes, the difference of the first one (x4),
@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from detector import augment
 from detector.faces import crop_box
 from detector.finders import make_finder
 from detector.images import decode_image
-from detector.sbi import (
+from detector.training import augment
+from detector.training.sbi import (
     LandmarkFinder,
     face_rect,
     landmark_mask,

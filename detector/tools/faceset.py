@@ -24,9 +24,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter
 
-from detector.data import Sample, read_manifest
 from detector.faces import Box, Finder
 from detector.images import decode_image
+from detector.training.manifest import Sample, read_manifest
 
 SCENE = (1280, 853)
 ANGLES = (15, 30, 45)

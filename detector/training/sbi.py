@@ -26,9 +26,9 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFilter
 
-from detector.augment import blend, colour_mismatch, paste_misaligned
 from detector.faces import Box
 from detector.images import ImageLimits, decode_image
+from detector.training.augment import blend, colour_mismatch, paste_misaligned
 
 _log = logging.getLogger(__name__)
 
