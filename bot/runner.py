@@ -13,9 +13,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.core import (
     Admission,
@@ -26,8 +25,13 @@ from bot.core import (
     ModelCard,
     SlidingWindowLimiter,
 )
-from bot.http_health import HealthServer
+from bot.logs import RedactSecrets, configure
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.web.metrics import Metrics
+
+__all__ = ["RedactSecrets"]  # re-exported: its home is bot.logs
 
 _log = logging.getLogger(__name__)
 
@@ -54,53 +58,46 @@ class Frontend(Protocol):
     async def finish(self) -> None: ...
 
 
-class RedactSecrets(logging.Filter):
-    """Replace secret values (tokens) wherever they would appear in a log line."""
+class Server(Protocol):
+    """The HTTP server beside the adapters (health endpoints, or the web front with them)."""
 
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
+    async def start(self) -> None: ...
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        redacted, exc_text = message, record.exc_text
-        for secret in self._secrets:
-            redacted = redacted.replace(secret, "[redacted]")
-            if exc_text:
-                exc_text = exc_text.replace(secret, "[redacted]")
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        record.exc_text = exc_text
-        return True
+    async def stop(self) -> None: ...
 
 
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(settings.secrets()))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(settings.log_level)
-    for name, level in _QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(max(level, root.level))
+    configure(settings.log_level, settings.log_format, settings.secrets(), _QUIET_LOGGERS)
 
 
-def build_checks(settings: Settings, detector: Detector) -> CheckService:
+def build_checks(
+    settings: Settings, detector: Detector, metrics: Metrics | None = None
+) -> CheckService:
+    """The one check service every adapter shares; with ``metrics``, one that records each
+    check (by platform and outcome) and gives each a request id for the logs."""
+    if metrics is not None:
+        from bot.web.metrics import MeteredCheckService
+
+        return MeteredCheckService(
+            detector,
+            metrics,
+            limits=_limits(settings),
+            admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
+            rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),
+        )
     return CheckService(
         detector,
-        limits=CheckLimits(
-            max_image_bytes=settings.max_image_bytes,
-            max_faces=settings.max_faces,
-            download_timeout_s=settings.download_timeout_s,
-        ),
+        limits=_limits(settings),
         admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
         rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),
+    )
+
+
+def _limits(settings: Settings) -> CheckLimits:
+    return CheckLimits(
+        max_image_bytes=settings.max_image_bytes,
+        max_faces=settings.max_faces,
+        download_timeout_s=settings.download_timeout_s,
     )
 
 
@@ -136,7 +133,7 @@ class Service:
         checks: CheckService,
         detector: Detector,
         *,
-        health: HealthServer | None = None,
+        health: Server | None = None,
         grace_s: float = 25.0,
     ) -> None:
         self.frontends = list(frontends)

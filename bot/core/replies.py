@@ -162,6 +162,8 @@ class Verdict:
     hints: frozenset[Hint] = frozenset()
     face_scores: tuple[FaceScore, ...] = ()
     too_small: int = 0  # faces found but too small to judge (not scored)
+    # The detector's full result, for adapters that report boxes and timings (the HTTP API).
+    analysis: Analysis | None = field(default=None, repr=False, compare=False)
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
         small = [too_small_line(self.too_small)] if self.too_small else []
@@ -184,6 +186,7 @@ class Refusal:
     problem: Problem
     message: str
     short: str = ""  # for combined replies; the message when empty
+    retry_after_s: float | None = None  # rate limits: when the next check fits
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
         return self.message
@@ -206,6 +209,7 @@ def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -
         hints=hints,
         face_scores=face_scores(analysis),
         too_small=len(analysis.too_small),
+        analysis=analysis,
     )
 
 
@@ -240,7 +244,8 @@ def error_reply(exc: BaseException) -> Refusal:
         for kind, problem in _PROBLEMS:
             if isinstance(exc, kind):
                 _log.debug("check refused (%s): %s", problem, exc)
-                return Refusal(problem, exc.user_message, _SHORT.get(problem, ""))
+                retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
+                return Refusal(problem, exc.user_message, _SHORT.get(problem, ""), retry)
     _log.error("unexpected error while checking an image", exc_info=exc)
     return Refusal(Problem.INTERNAL, APOLOGY, "Something went wrong on my side.")
 
