@@ -357,7 +357,7 @@ async def _serve(
 ) -> int:
     from bot.http_health import HealthServer
     from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
-    from bot.web import Metrics, WebServer
+    from bot.web import Metrics, attach_web
     from detector.service import DetectorService, ServiceOptions
 
     stop = asyncio.Event()
@@ -387,15 +387,7 @@ async def _serve(
         grace_s=settings.shutdown_grace_s,
     )
     if settings.http_enabled and settings.web_enabled:
-        token = settings.http_api_token
-        web = WebServer(
-            settings.http_host, settings.http_port, checks=checks, card=card, metrics=metrics,
-            ready=lambda: service.ready, max_image_bytes=settings.max_image_bytes,
-            max_faces=settings.max_faces,
-            api_token=token.get_secret_value() if token is not None else None,
-        )  # fmt: skip
-        service.frontends.append(web.intake)  # stops intake and finishes with the bots
-        service.health = web  # the server itself: up first, down last
+        attach_web(service, settings, card, metrics)  # the page, the API, /metrics, health
     elif settings.http_enabled:
         service.health = HealthServer(settings.http_host, settings.http_port, lambda: service.ready)
     try:

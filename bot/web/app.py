@@ -34,6 +34,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from bot.core import CheckService, ModelCard
 from bot.core.replies import Refusal, error_reply
 from bot.logs import new_request_id, request_context
+from bot.runner import Service
+from bot.settings import Settings
 from bot.web.api import (
     ApiError,
     b64,
@@ -283,3 +285,21 @@ def _auth_header(exc: ApiError) -> dict[str, str] | None:
 
 def _code(status: int) -> str:
     return {404: "not_found", 405: "method_not_allowed"}.get(status, "bad_request")
+
+
+def attach_web(
+    service: Service, settings: Settings, card: ModelCard, metrics: Metrics
+) -> WebServer:
+    """Put the web front on ``service``: its server as the service's HTTP part (up first, down
+    last) and its intake beside the chat adapters (stops taking checks and finishes with them).
+    ``service.checks`` must be the metered check service built with ``metrics``."""
+    token = settings.http_api_token
+    web = WebServer(
+        settings.http_host, settings.http_port, checks=service.checks, card=card,
+        metrics=metrics, ready=lambda: service.ready, max_image_bytes=settings.max_image_bytes,
+        max_faces=settings.max_faces,
+        api_token=token.get_secret_value() if token is not None else None,
+    )  # fmt: skip
+    service.frontends.append(web.intake)
+    service.health = web
+    return web
