@@ -196,8 +196,8 @@
     }
     const server = data.timings_ms && data.timings_ms.total;
     v.querySelector(".meta").textContent = "Model: " + data.model + " · took " +
-      seconds.toFixed(1) + " s" +
-      (server ? " (analysis " + (server / 1000).toFixed(2) + " s)" : "");
+      seconds.toFixed(2) + " s" +
+      (server ? ", of which the analysis " + (server / 1000).toFixed(2) + " s" : "");
   }
 
   // --- sending ---------------------------------------------------------------------------
