@@ -191,3 +191,54 @@ async def test_the_page_checks_pictures_in_a_real_browser(
     assert seen["resources"] and all(r.startswith(run.url + "/") for r in seen["resources"]
                                      if not r.startswith("blob:"))
     assert not seen["phone_overflow"]
+
+
+_DROP = """
+const files = arguments[0];
+const data = new DataTransfer();
+for (const [b64, name, type] of files) {
+  const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+  data.items.add(new File([bytes], name, {type}));
+}
+const target = document.getElementById('drop');
+target.dispatchEvent(new DragEvent('dragenter', {dataTransfer: data, bubbles: true}));
+target.dispatchEvent(new DragEvent('drop', {dataTransfer: data, bubbles: true}));
+"""
+
+
+def drive_token_and_drop(driver: WebDriver, url: str, token: str) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    driver.get(url + "/")
+    box = _until(driver, lambda d: d.find_element(By.ID, "token-box").is_displayed() and
+                 d.find_element(By.ID, "token-box"))
+    seen["asked"] = box.is_displayed()
+    seen["focused"] = driver.switch_to.active_element.get_attribute("id")
+    driver.switch_to.active_element.send_keys(token, Keys.ENTER)  # keyboard only
+    _until(driver, lambda d: not d.find_element(By.ID, "token-box").is_displayed())
+    astronaut = base64.b64encode((SAMPLES / "astronaut.jpg").read_bytes()).decode()
+    driver.execute_script(_DROP, [[astronaut, "one.jpg", "image/jpeg"],
+                                  [astronaut, "two.jpg", "image/jpeg"]])
+    _until(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.done")) == 2)
+    seen["titles"] = sorted(e.text for e in driver.find_elements(By.CLASS_NAME, "card-title"))
+    seen["boxes"] = len(driver.find_elements(By.CSS_SELECTOR, ".card.done .box"))
+    # A reload keeps the token for the session: not asked again.
+    driver.get(url + "/")
+    _until(driver, lambda d: d.find_element(By.ID, "model-name").text not in {"", "loading…"})
+    seen["asked_again"] = driver.find_element(By.ID, "token-box").is_displayed()
+    return seen
+
+
+async def test_the_page_asks_for_the_token_once_and_takes_dropped_pictures(
+    browser: WebDriver,
+) -> None:
+    from .standins.telegram_harness import FakeDetector, always, analysis
+
+    detector = FakeDetector(always(analysis(0.1, 0.9, width=512, height=512)))
+    settings = web_settings(http_api_token="page-token-42")
+    async with running_web(detector, settings) as run:
+        seen = await asyncio.to_thread(drive_token_and_drop, browser, run.url, "page-token-42")
+    assert seen["asked"] and seen["focused"] == "token-input"
+    assert seen["titles"] == ["one.jpg", "two.jpg"]
+    assert seen["boxes"] == 4  # two faces each
+    assert len(detector.seen) == 2
+    assert not seen["asked_again"]
