@@ -16,6 +16,7 @@ from openapi_spec_validator import validate
 from PIL import Image
 
 from bot.web.api import STATUS
+from bot.web.openapi import REQUEST_CODES
 from detector.errors import NoFaceFound, UnsupportedImage
 
 from .standins.telegram_harness import FakeDetector, always, analysis, jpeg
@@ -131,10 +132,13 @@ async def test_no_image_in_the_request_is_400() -> None:
         other = aiohttp.FormData()
         other.add_field("picture", IMAGE, filename="a.jpg", content_type="image/jpeg")
         wrong_field = await post(f"{run.url}/v1/check", other)
+        broken = await post(f"{run.url}/v1/check", b"--x\r\nnot a part",
+                            headers={"Content-Type": "multipart/form-data; boundary=zzz"})
         async with aiohttp.ClientSession() as http, http.get(f"{run.url}/v1/nothing") as r:
             missing = r.status, await r.json()
     for status, _, body in (empty, wrong_field):
         assert status == 400 and body["error"]["code"] == "no_file"
+    assert broken[0] == 400 and broken[2]["error"]["code"] == "bad_request"
     assert missing == (404, {"error": {"code": "not_found", "message": "Not Found"}})
 
 
@@ -209,4 +213,4 @@ async def test_openapi_is_valid_and_lists_every_status() -> None:
     assert {str(s) for s in STATUS.values()} <= set(responses)
     codes = set(spec["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
                 ["code"]["enum"])  # fmt: skip
-    assert {p.value for p in STATUS} | {"no_file", "unauthorized"} == codes
+    assert {p.value for p in STATUS} | REQUEST_CODES == codes

@@ -149,14 +149,12 @@ async def read_upload(request: web.Request, max_bytes: int) -> Upload:
     """The image of a ``POST /v1/check``: the multipart field ``file``, or the raw body."""
     ctype = request.content_type
     if ctype.startswith("multipart/"):
-        reader = await request.multipart()
-        while True:
-            part = await reader.next()
-            if part is None:
-                raise NO_FILE
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                break
-            await part.release()
+        try:
+            part = await _file_part(request)
+        except (ValueError, AssertionError, ConnectionError, asyncio.IncompleteReadError) as exc:
+            raise ApiError(
+                400, "bad_request", "The request is not valid multipart form data."
+            ) from exc
         mime = part.headers.get("Content-Type")
         file_name = part.filename
         ref = ImageRef(
@@ -175,6 +173,17 @@ async def read_upload(request: web.Request, max_bytes: int) -> Upload:
         platform="http",
     )
     return Upload(ref, None)
+
+
+async def _file_part(request: web.Request) -> BodyPartReader:
+    reader = await request.multipart()
+    while True:
+        part = await reader.next()
+        if part is None:
+            raise NO_FILE
+        if isinstance(part, BodyPartReader) and part.name == "file":
+            return part
+        await part.release()
 
 
 def b64(data: bytes) -> str:

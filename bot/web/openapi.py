@@ -7,6 +7,9 @@ from typing import Any
 
 from bot.web.api import STATUS
 
+# Codes of requests refused before the check: no image, not multipart, token, route, method.
+REQUEST_CODES = {"no_file", "bad_request", "unauthorized", "not_found", "method_not_allowed"}
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -23,7 +26,7 @@ def _error(description: str, *, retry: bool = False) -> dict[str, Any]:
 
 
 def spec() -> dict[str, Any]:
-    codes = sorted({p.value for p in STATUS} | {"no_file", "unauthorized"})
+    codes = sorted({p.value for p in STATUS} | REQUEST_CODES)
     box = {"type": "array", "items": {"type": "integer"}, "minItems": 4, "maxItems": 4,
            "description": "x1, y1, x2, y2 in image pixels (x2, y2 exclusive)"}
     return {
@@ -73,7 +76,8 @@ def spec() -> dict[str, Any]:
                                 "image/png": {"schema": {"type": "string", "format": "binary"}},
                             },
                         },
-                        "400": _error("no image in the request, or the upload broke off"),
+                        "400": _error("no image in the request, not valid multipart, or the "
+                                      "upload broke off"),
                         "401": _error("missing or wrong bearer token (when one is set)"),
                         "413": _error("image over the size (bytes or pixels) limit"),
                         "415": _error("not an image, or one that cannot be read"),
