@@ -1,5 +1,6 @@
 """The process's one logging setup: human-readable lines by default, JSON lines with
-``LOG_FORMAT=json``; a request id on every line logged while a check runs; secrets redacted.
+``LOG_FORMAT=json``; a request id on every line logged while a check runs; the runner adds
+its secret redaction.
 
 The request id lives in a context variable: set once per check (by the HTTP API per request, by
 the check service for chat messages), it follows the check through ``await`` and into the
@@ -54,30 +55,6 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class RedactSecrets(logging.Filter):
-    """Replace secret values (tokens) wherever they would appear in a log line."""
-
-    def __init__(self, secrets: Sequence[str]) -> None:
-        super().__init__()
-        self._secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
-            return True
-        message = record.getMessage()
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        redacted, exc_text = message, record.exc_text
-        for secret in self._secrets:
-            redacted = redacted.replace(secret, "[redacted]")
-            if exc_text:
-                exc_text = exc_text.replace(secret, "[redacted]")
-        if redacted != message:
-            record.msg, record.args = redacted, None
-        record.exc_text = exc_text
-        return True
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message, request_id
     when set, and the traceback as ``exc`` when there is one."""
@@ -103,15 +80,17 @@ class JsonFormatter(logging.Formatter):
 def configure(
     level: str,
     fmt: LogFormat,
-    secrets: Sequence[str],
+    filters: Sequence[logging.Filter] = (),
     quiet: Mapping[str, int] | None = None,
 ) -> None:
-    """Replace the root logger's handlers with one stderr handler in format ``fmt``; loggers in
-    ``quiet`` are held at their level or above (libraries that log URLs with tokens)."""
+    """Replace the root logger's handlers with one stderr handler in format ``fmt`` with the
+    request id and ``filters`` (the runner's secret redaction); loggers in ``quiet`` are held at
+    their level or above (libraries that log URLs with tokens)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
-    handler.addFilter(RedactSecrets(secrets))
+    for extra in filters:
+        handler.addFilter(extra)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

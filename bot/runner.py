@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Callable, Sequence
@@ -25,13 +26,10 @@ from bot.core import (
     ModelCard,
     SlidingWindowLimiter,
 )
-from bot.logs import RedactSecrets, configure
 from bot.settings import Settings
 
 if TYPE_CHECKING:
     from bot.web.metrics import Metrics
-
-__all__ = ["RedactSecrets"]  # re-exported: its home is bot.logs
 
 _log = logging.getLogger(__name__)
 
@@ -66,38 +64,57 @@ class Server(Protocol):
     async def stop(self) -> None: ...
 
 
+class RedactSecrets(logging.Filter):
+    """Replace secret values (tokens) wherever they would appear in a log line."""
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self._secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        redacted, exc_text = message, record.exc_text
+        for secret in self._secrets:
+            redacted = redacted.replace(secret, "[redacted]")
+            if exc_text:
+                exc_text = exc_text.replace(secret, "[redacted]")
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        record.exc_text = exc_text
+        return True
+
+
 def configure_logging(settings: Settings) -> None:
-    configure(settings.log_level, settings.log_format, settings.secrets(), _QUIET_LOGGERS)
+    """One stderr handler: text or JSON lines (``LOG_FORMAT``), request ids, secrets redacted."""
+    from bot.logs import configure
+
+    redact = RedactSecrets(settings.secrets())
+    configure(settings.log_level, settings.log_format, [redact], _QUIET_LOGGERS)
 
 
 def build_checks(
     settings: Settings, detector: Detector, metrics: Metrics | None = None
 ) -> CheckService:
-    """The one check service every adapter shares; with ``metrics``, one that records each
-    check (by platform and outcome) and gives each a request id for the logs."""
+    """The one check service all adapters share; with ``metrics``, the metered one (counts
+    every check by platform and outcome, gives each a request id for the logs)."""
+    make: Callable[..., CheckService] = CheckService
     if metrics is not None:
         from bot.web.metrics import MeteredCheckService
 
-        return MeteredCheckService(
-            detector,
-            metrics,
-            limits=_limits(settings),
-            admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
-            rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),
-        )
-    return CheckService(
+        make = functools.partial(MeteredCheckService, metrics=metrics)
+    return make(
         detector,
-        limits=_limits(settings),
+        limits=CheckLimits(
+            max_image_bytes=settings.max_image_bytes,
+            max_faces=settings.max_faces,
+            download_timeout_s=settings.download_timeout_s,
+        ),
         admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
         rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),
-    )
-
-
-def _limits(settings: Settings) -> CheckLimits:
-    return CheckLimits(
-        max_image_bytes=settings.max_image_bytes,
-        max_faces=settings.max_faces,
-        download_timeout_s=settings.download_timeout_s,
     )
 
 

@@ -138,11 +138,11 @@ class MeteredCheckService(CheckService):
     def __init__(
         self,
         detector: Detector,
-        metrics: Metrics,
         *,
         limits: CheckLimits,
         admission: Admission,
         rate_limiter: SlidingWindowLimiter,
+        metrics: Metrics,
     ) -> None:
         super().__init__(detector, limits=limits, admission=admission, rate_limiter=rate_limiter)
         self.metrics = metrics
