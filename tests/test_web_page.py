@@ -221,6 +221,12 @@ def drive_token_and_drop(driver: WebDriver, url: str, token: str) -> dict[str, A
     _until(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.done")) == 2)
     seen["titles"] = sorted(e.text for e in driver.find_elements(By.CLASS_NAME, "card-title"))
     seen["boxes"] = len(driver.find_elements(By.CSS_SELECTOR, ".card.done .box"))
+    # Over the server's size limit: refused in words without an upload.
+    big = base64.b64encode(b"\xff\xd8" + b"0" * 3 * 1024 * 1024).decode()
+    driver.execute_script(_DROP, [[big, "huge.jpg", "image/jpeg"]])
+    seen["too_large"] = _until(
+        driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".card.failed .problem")
+    )[0].text
     # A reload keeps the token for the session: not asked again.
     driver.get(url + "/")
     _until(driver, lambda d: d.find_element(By.ID, "model-name").text not in {"", "loading…"})
@@ -234,11 +240,12 @@ async def test_the_page_asks_for_the_token_once_and_takes_dropped_pictures(
     from .standins.telegram_harness import FakeDetector, always, analysis
 
     detector = FakeDetector(always(analysis(0.1, 0.9, width=512, height=512)))
-    settings = web_settings(http_api_token="page-token-42")
+    settings = web_settings(http_api_token="page-token-42", max_image_bytes=2 * 1024 * 1024)
     async with running_web(detector, settings) as run:
         seen = await asyncio.to_thread(drive_token_and_drop, browser, run.url, "page-token-42")
     assert seen["asked"] and seen["focused"] == "token-input"
     assert seen["titles"] == ["one.jpg", "two.jpg"]
     assert seen["boxes"] == 4  # two faces each
     assert len(detector.seen) == 2
+    assert seen["too_large"] == "This file is 3.0 MB; I can check images of up to 2 MB."
     assert not seen["asked_again"]

@@ -200,8 +200,22 @@
       (server ? ", of which the analysis " + (server / 1000).toFixed(2) + " s" : "");
   }
 
+  // Sizes as the server words them (bot/core/errors.py): "31 MB", "2.5 MB", "800 KB".
+  function size(n) {
+    const mb = n / (1024 * 1024);
+    if (mb >= 10 || (mb >= 1 && mb === Math.floor(mb))) return mb.toFixed(0) + " MB";
+    if (mb >= 1) return mb.toFixed(1) + " MB";
+    return Math.max(1, Math.round(n / 1024)) + " KB";
+  }
+
   // --- sending ---------------------------------------------------------------------------
   async function check(file, card) {
+    // Refused here too: a browser may not show the server's answer to an upload it cut short.
+    if (model && file.size > model.max_image_bytes) {
+      showProblem(card, "This file is " + size(file.size) + "; I can check images of up to " +
+        size(model.max_image_bytes) + ".", null);
+      return;
+    }
     const form = new FormData();
     form.append("file", file, file.name || "pasted.png");
     const headers = { Accept: "application/json" };
