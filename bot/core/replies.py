@@ -186,7 +186,8 @@ class Refusal:
     problem: Problem
     message: str
     short: str = ""  # for combined replies; the message when empty
-    retry_after_s: float | None = None  # rate limits: when the next check fits
+    # Rate limits: when the next check fits (for the API's Retry-After; not part of equality).
+    retry_after_s: float | None = field(default=None, compare=False)
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
         return self.message
