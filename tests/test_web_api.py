@@ -19,8 +19,7 @@ from bot.web.api import STATUS
 from bot.web.openapi import REQUEST_CODES
 from detector.errors import NoFaceFound, UnsupportedImage
 
-from .standins.telegram_harness import FakeDetector, always, analysis, jpeg
-from .standins.web_harness import running_web, web_settings
+from .standins.web_harness import FakeDetector, always, analysis, jpeg, running_web, web_settings
 
 IMAGE = jpeg(120, 90)
 

@@ -21,8 +21,7 @@ from bot.settings import Settings
 from bot.web.app import STATIC
 
 from .conftest import REPO
-from .standins.telegram_harness import FakeDetector, always, analysis
-from .standins.web_harness import running_web
+from .standins.web_harness import FakeDetector, always, analysis, running_web
 from .test_dockerfile import _final_stage
 
 PAGE_FILES = ("index.html", "app.js", "style.css")

@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.core import ImageRef
 from detector.errors import NoFaceFound
 
-from .standins.telegram_harness import FakeDetector, analysis, jpeg
-from .standins.web_harness import running_web, web_settings
+from .standins.web_harness import FakeDetector, analysis, jpeg, running_web, web_settings
 
 IMAGE = jpeg(120, 90)
 NO_FACE = jpeg(100, 100, (1, 2, 3))

@@ -28,7 +28,7 @@ from detector.errors import NoFaceFound
 from detector.service import DetectorService
 
 from .conftest import REPO, SAMPLES
-from .standins.web_harness import running_web, web_settings
+from .standins.web_harness import FakeDetector, always, analysis, running_web, web_settings
 
 pytestmark = pytest.mark.slow
 
@@ -237,8 +237,6 @@ def drive_token_and_drop(driver: WebDriver, url: str, token: str) -> dict[str, A
 async def test_the_page_asks_for_the_token_once_and_takes_dropped_pictures(
     browser: WebDriver,
 ) -> None:
-    from .standins.telegram_harness import FakeDetector, always, analysis
-
     detector = FakeDetector(always(analysis(0.1, 0.9, width=512, height=512)))
     settings = web_settings(http_api_token="page-token-42", max_image_bytes=2 * 1024 * 1024)
     async with running_web(detector, settings) as run:

@@ -15,6 +15,11 @@ from bot.runner import Service, build_checks
 from bot.settings import Settings
 from bot.web import Metrics, WebServer, attach_web
 
+# The shared fakes, re-exported for the web tests (one import to change when they move).
+from .telegram_harness import FakeDetector, always, analysis, jpeg
+
+__all__ = ["FakeDetector", "WebRun", "always", "analysis", "jpeg", "running_web", "web_settings"]
+
 CARD = ModelCard(name="fake detector (tests)", figures={"val AUC": "0.5 (made up)"})
 
 
