@@ -1,4 +1,5 @@
-# deepfake-bot: both chat bots + health endpoints in one process, CPU only.
+# deepfake-bot: both chat bots, the web page, HTTP API, /metrics and health endpoints in one
+# process, CPU only (compose.yaml: the same with its data volume and .env).
 #   docker build -t deepfake-bot .
 #   docker run --env-file .env -p 8080:8080 deepfake-bot
 # Build stage: a virtualenv with the CPU-only torch wheel (no CUDA: ~5 GB smaller) and the
@@ -37,7 +38,8 @@ WORKDIR /app
 USER deepfake
 VOLUME ["/data"]
 EXPOSE 8080
-# /healthz answers while the process and its event loop are alive.
+# The page, the API, /metrics and the health endpoints on HTTP_PORT. /healthz answers while
+# the process and its event loop are alive.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('HTTP_PORT', '8080'), timeout=4)"]
 STOPSIGNAL SIGTERM

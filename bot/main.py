@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     training_commands.add_parsers(sub)
     run = sub.add_parser(
         "run",
-        help="run the chat bots (Telegram, Discord) and health endpoints; configured by "
-        "environment variables or .env (see .env.example)",
+        help="run the chat bots (Telegram, Discord), the web page and HTTP API, /metrics and "
+        "health endpoints; configured by environment variables or .env (see .env.example)",
     )
     run.set_defaults(handler=lambda _args: _run())
     return parser
@@ -74,11 +74,14 @@ def _run() -> int:
     # instead of a deprecation warning on every flood-control error.
     os.environ.setdefault("PTB_TIMEDELTA", "1")
     if settings.telegram_token is None and settings.discord_token is None:
-        sys.stderr.write(
-            "deepfake-bot run: no chat platform is configured: set TELEGRAM_TOKEN and/or "
-            "DISCORD_TOKEN (see .env.example)\n"
-        )
-        return 2
+        if not (settings.http_enabled and settings.web_enabled):
+            sys.stderr.write(
+                "deepfake-bot run: nothing to serve: set TELEGRAM_TOKEN and/or DISCORD_TOKEN, "
+                "or leave HTTP_ENABLED and WEB_ENABLED on for the web page (see .env.example)\n"
+            )
+            return 2
+        _log.info("no chat platform is configured (TELEGRAM_TOKEN, DISCORD_TOKEN): serving the "
+                  "web page and HTTP API only")
     try:
         chat_settings = ChatSettings.load(settings.chat_settings_file)
         pipeline = build_pipeline(settings)
@@ -111,6 +114,7 @@ async def _serve(
 ) -> int:
     from bot.http_health import HealthServer
     from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
+    from bot.web import Metrics, attach_web
     from detector.service import DetectorService, ServiceOptions
 
     stop = asyncio.Event()
@@ -122,14 +126,26 @@ async def _serve(
         stop.set()
 
     detector = DetectorService(pipeline, ServiceOptions(max_pending=settings.max_concurrent_checks))
-    checks = build_checks(settings, detector)
+    classifier = pipeline.classifier
+    metrics = Metrics(
+        model={
+            "name": classifier.config.name,
+            "input_size": str(classifier.config.input_size),
+            "precision": classifier.options.precision,
+            "weights_sha256": classifier.sha256 or "",
+        },
+        batch_sizes=lambda: detector.stats.batch_sizes,
+    )
+    checks = build_checks(settings, detector, metrics)
     service = Service(
         build_frontends(settings, checks, card, chat_settings, on_fatal=on_fatal),
         checks,
         detector,
         grace_s=settings.shutdown_grace_s,
     )
-    if settings.http_enabled:
+    if settings.http_enabled and settings.web_enabled:
+        attach_web(service, settings, card, metrics)  # the page, the API, /metrics, health
+    elif settings.http_enabled:
         service.health = HealthServer(settings.http_host, settings.http_port, lambda: service.ready)
     try:
         await serve(service, stop)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
-import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from bot.core import (
     Admission,
@@ -26,8 +26,10 @@ from bot.core import (
     ModelCard,
     SlidingWindowLimiter,
 )
-from bot.http_health import HealthServer
 from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from bot.web.metrics import Metrics
 
 _log = logging.getLogger(__name__)
 
@@ -52,6 +54,14 @@ class Frontend(Protocol):
     async def stop_intake(self) -> None: ...
 
     async def finish(self) -> None: ...
+
+
+class Server(Protocol):
+    """The HTTP server beside the adapters (health endpoints, or the web front with them)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class RedactSecrets(logging.Filter):
@@ -79,20 +89,24 @@ class RedactSecrets(logging.Filter):
 
 
 def configure_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(settings.secrets()))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(settings.log_level)
-    for name, level in _QUIET_LOGGERS.items():
-        logging.getLogger(name).setLevel(max(level, root.level))
+    """One stderr handler: text or JSON lines (``LOG_FORMAT``), request ids, secrets redacted."""
+    from bot.logs import configure
+
+    redact = RedactSecrets(settings.secrets())
+    configure(settings.log_level, settings.log_format, [redact], _QUIET_LOGGERS)
 
 
-def build_checks(settings: Settings, detector: Detector) -> CheckService:
-    return CheckService(
+def build_checks(
+    settings: Settings, detector: Detector, metrics: Metrics | None = None
+) -> CheckService:
+    """The one check service all adapters share; with ``metrics``, the metered one (counts
+    every check by platform and outcome, gives each a request id for the logs)."""
+    make: Callable[..., CheckService] = CheckService
+    if metrics is not None:
+        from bot.web.metrics import MeteredCheckService
+
+        make = functools.partial(MeteredCheckService, metrics=metrics)
+    return make(
         detector,
         limits=CheckLimits(
             max_image_bytes=settings.max_image_bytes,
@@ -136,7 +150,7 @@ class Service:
         checks: CheckService,
         detector: Detector,
         *,
-        health: HealthServer | None = None,
+        health: Server | None = None,
         grace_s: float = 25.0,
     ) -> None:
         self.frontends = list(frontends)

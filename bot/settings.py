@@ -85,17 +85,29 @@ class Settings(BaseSettings):
 
     # --- process --------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
     shutdown_grace_s: float = Field(default=25.0, gt=0)
     http_enabled: bool = True
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # --- web page, HTTP API and /metrics (on HTTP_HOST:HTTP_PORT) ------------------------------
+    web_enabled: bool = True
+    http_api_token: SecretStr | None = None
 
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("telegram_token", "discord_token", "telegram_webhook_secret", mode="before")
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator(
+        "telegram_token", "discord_token", "telegram_webhook_secret", "http_api_token",
+        mode="before",
+    )
     @classmethod
     def _strip_secret(cls, value: object) -> object:
         # A token pasted with a trailing newline or blank means "not set", not a bad token.
@@ -164,7 +176,10 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every secret value that is set, for log redaction."""
         out = []
-        for secret in (self.telegram_token, self.discord_token, self.telegram_webhook_secret):
+        for secret in (
+            self.telegram_token, self.discord_token, self.telegram_webhook_secret,
+            self.http_api_token,
+        ):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
         return out

@@ -12,6 +12,7 @@ threads.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import time
@@ -128,8 +129,10 @@ class DetectorService:
         loop = asyncio.get_running_loop()
         t0 = time.perf_counter()
         try:
+            # In a copy of the caller's context: log lines from the worker carry its request id.
+            ctx = contextvars.copy_context()
             prepared: Prepared = await loop.run_in_executor(
-                self._prep_pool, self.pipeline.prepare, data
+                self._prep_pool, ctx.run, self.pipeline.prepare, data
             )
             t1 = time.perf_counter()
             job = _Job(prepared.inputs, loop.create_future(), t1)
@@ -144,6 +147,7 @@ class DetectorService:
             if annotate:
                 result = await loop.run_in_executor(
                     self._prep_pool,
+                    ctx.run,
                     functools.partial(
                         self.pipeline.finish, prepared, p_fake, timings, annotate=True
                     ),

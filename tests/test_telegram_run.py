@@ -62,10 +62,10 @@ async def test_run_serves_and_finishes_in_flight_reply_on_sigterm(
     assert int(last_poll.params["offset"]) > 0
 
 
-async def test_run_without_a_token_says_so_and_exits(tmp_path: Path) -> None:
-    log = tmp_path / "run.log"
-    async with bot_process(clean_env(), tmp_path, log) as proc:
+async def test_run_without_a_token_or_web_says_so_and_exits(tmp_path: Path) -> None:
+    log = tmp_path / "run.log"  # (with the web front on, it serves alone: test_web_run.py)
+    async with bot_process({**clean_env(), "HTTP_ENABLED": "false"}, tmp_path, log) as proc:
         rc = await asyncio.wait_for(proc.wait(), 60)
     output = log.read_text(encoding="utf-8")
     assert rc == 2
-    assert "no chat platform is configured: set TELEGRAM_TOKEN" in output
+    assert "nothing to serve: set TELEGRAM_TOKEN and/or DISCORD_TOKEN" in output

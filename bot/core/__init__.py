@@ -31,7 +31,7 @@ from bot.core.replies import (
     verdict_reply,
 )
 from detector.config import Band
-from detector.errors import UserFacingError
+from detector.errors import DetectorBusy, DetectorClosed, UserFacingError
 from detector.idle import IdleTracker
 from detector.results import Analysis, FaceResult
 
@@ -44,6 +44,8 @@ __all__ = [
     "CheckLimits",
     "CheckService",
     "Detector",
+    "DetectorBusy",
+    "DetectorClosed",
     "DownloadFailed",
     "FaceResult",
     "FaceScore",

@@ -163,6 +163,8 @@ class Verdict:
     hints: frozenset[Hint] = frozenset()
     face_scores: tuple[FaceScore, ...] = ()
     too_small: int = 0  # faces found but too small to judge (not scored)
+    # The detector's full result, for adapters that report boxes and timings (the HTTP API).
+    analysis: Analysis | None = field(default=None, repr=False, compare=False)
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
         small = [too_small_line(self.too_small)] if self.too_small else []
@@ -185,6 +187,8 @@ class Refusal:
     problem: Problem
     message: str
     short: str = ""  # for combined replies; the message when empty
+    # Rate limits: when the next check fits (for the API's Retry-After; not part of equality).
+    retry_after_s: float | None = field(default=None, compare=False)
 
     def text(self, hint_texts: Mapping[Hint, str] = DEFAULT_HINTS) -> str:
         return self.message
@@ -207,6 +211,7 @@ def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -
         hints=hints,
         face_scores=face_scores(analysis),
         too_small=len(analysis.too_small),
+        analysis=analysis,
     )
 
 
@@ -241,7 +246,8 @@ def error_reply(exc: BaseException) -> Refusal:
         for kind, problem in _PROBLEMS:
             if isinstance(exc, kind):
                 _log.debug("check refused (%s): %s", problem, exc)
-                return Refusal(problem, exc.user_message, _SHORT.get(problem, ""))
+                retry = exc.retry_after_s if isinstance(exc, RateLimited) else None
+                return Refusal(problem, exc.user_message, _SHORT.get(problem, ""), retry)
     _log.error("unexpected error while checking an image", exc_info=exc)
     return Refusal(Problem.INTERNAL, APOLOGY, "Something went wrong on my side.")
 
