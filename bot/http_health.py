@@ -15,6 +15,21 @@ from aiohttp import web
 _log = logging.getLogger(__name__)
 
 
+def add_health_routes(app: web.Application, ready: Callable[[], bool]) -> None:
+    """``/healthz`` and ``/readyz`` on ``app``: the health server's and the web front's."""
+
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        if ready():
+            return web.Response(text="ready\n")
+        return web.Response(status=503, text="not ready\n")
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+
+
 class HealthServer:
     def __init__(self, host: str, port: int, ready: Callable[[], bool]) -> None:
         self.host = host
@@ -24,8 +39,7 @@ class HealthServer:
 
     async def start(self) -> None:
         app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
+        add_health_routes(app, self._ready)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
@@ -37,11 +51,3 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        if self._ready():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready\n")

@@ -32,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.core import Band, CheckService, DetectorClosed, IdleTracker, ModelCard
 from bot.core.replies import Refusal, error_reply
+from bot.http_health import add_health_routes
 from bot.logs import new_request_id, request_context
 from bot.runner import Service
 from bot.settings import Settings
@@ -126,8 +127,7 @@ class WebServer:
         app.router.add_get("/v1/model-card", self._model_card)
         app.router.add_get("/openapi.json", self._openapi)
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
+        add_health_routes(app, self._ready)
         return app
 
     async def start(self) -> None:
@@ -251,14 +251,6 @@ class WebServer:
         response = web.Response(body=body)
         response.headers["Content-Type"] = CONTENT_TYPE_LATEST
         return response
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
-
-    async def _readyz(self, request: web.Request) -> web.Response:
-        if self._ready():
-            return web.Response(text="ready\n")
-        return web.Response(status=503, text="not ready\n")
 
 
 def _wants_png(request: web.Request) -> bool:
