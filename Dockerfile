@@ -26,6 +26,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     DEEPFAKE_BOT_WEIGHTS=/app/weights/deepfake-bot-xception.safetensors \
     CHAT_SETTINGS_FILE=/data/chat-settings.json \
     DISCORD_SETTINGS_DB=/data/discord.sqlite3 \
+    TELEGRAM_UPDATES_FILE=/data/telegram-updates.json \
     HTTP_HOST=0.0.0.0 \
     HTTP_PORT=8080 \
     MALLOC_ARENA_MAX=2

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     telegram_album_wait_s: float = Field(default=1.5, gt=0, le=30)
     telegram_flood_max_retries: int = Field(default=3, ge=0)
     telegram_flood_max_wait_s: float = Field(default=60.0, ge=0)
+    telegram_updates_file: Path | None = None  # handled update ids, kept across restarts
 
     # --- Discord -----------------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -81,6 +82,7 @@ class Settings(BaseSettings):
     check_queue_size: int = Field(default=32, ge=0)
     rate_limit_per_minute: int = Field(default=10, ge=0)
     download_timeout_s: float = Field(default=60.0, gt=0)
+    analysis_timeout_s: float = Field(default=120.0, gt=0)
     chat_settings_file: Path | None = None
 
     # --- process --------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ from bot.core.errors import (
 )
 from bot.core.ratelimit import SlidingWindowLimiter
 from bot.core.replies import Hint, Problem, Refusal, Reply, error_reply, verdict_reply
+from detector.errors import DetectorBusy
 from detector.file_types import IMAGE_SUFFIXES
+from detector.results import Analysis
 
 _log = logging.getLogger(__name__)
 
@@ -60,6 +62,9 @@ class CheckLimits:
     max_image_bytes: int = 25 * 1024 * 1024
     max_faces: int = 8
     download_timeout_s: float = 60.0
+    # A detector call (queue, decode, faces, network) that takes longer is answered "busy";
+    # the caller's wait is cancelled and the request dropped from the batch queue.
+    analysis_timeout_s: float = 120.0
 
 
 def kind_of(mime_type: str | None, file_name: str | None) -> type[BotError] | None:
@@ -147,7 +152,7 @@ class CheckService:
                 t0 = time.perf_counter()
                 data = await self._download(ref)
                 t1 = time.perf_counter()
-                analysis = await self.detector.analyze(data, annotate=True)
+                analysis = await self._analyze(data)
         except Exception as exc:
             return error_reply(exc)
         _log.info(
@@ -160,6 +165,18 @@ class CheckService:
         )
         hints = frozenset({Hint.COMPRESSED}) if ref.compressed else frozenset()
         return verdict_reply(analysis, hints=hints)
+
+    async def _analyze(self, data: bytes) -> Analysis:
+        try:
+            async with asyncio.timeout(self.limits.analysis_timeout_s):
+                return await self.detector.analyze(data, annotate=True)
+        except TimeoutError as exc:
+            _log.warning(
+                "analysis took more than %.0f s; answered busy", self.limits.analysis_timeout_s
+            )
+            raise DetectorBusy(
+                f"analysis took more than {self.limits.analysis_timeout_s:.0f} s"
+            ) from exc
 
     async def _download(self, ref: ImageRef) -> bytes:
         try:

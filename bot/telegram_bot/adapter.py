@@ -14,13 +14,22 @@ import logging
 
 from telegram import BotCommandScopeAllChatAdministrators, BotCommandScopeDefault, Update
 from telegram.error import TelegramError
-from telegram.ext import Application, CommandHandler, MessageHandler, filters
+from telegram.ext import (
+    Application,
+    ApplicationHandlerStop,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
 
 from bot.core import ChatSettings, CheckService, ModelCard
 from bot.settings import Settings
 from bot.telegram_bot import texts
 from bot.telegram_bot.albums import AlbumCollector
 from bot.telegram_bot.flood import FloodControl
+from bot.telegram_bot.handled import HandledUpdates
 from bot.telegram_bot.handlers import Handlers
 from bot.telegram_bot.webhook import WebhookServer
 
@@ -59,6 +68,7 @@ class TelegramBot:
             builder = builder.updater(None)
         self.application = builder.build()
         self.albums = AlbumCollector(settings.telegram_album_wait_s)
+        self.handled = HandledUpdates(settings.telegram_updates_file)
         self.handlers = Handlers(
             checks,
             chat_settings,
@@ -72,6 +82,10 @@ class TelegramBot:
 
     def _register(self, h: Handlers) -> None:
         app = self.application
+        # Redelivered updates (after a crash, or a late webhook answer) are answered once:
+        # group -1 drops ids already handled, group 1 records an id once its handlers finished.
+        app.add_handler(TypeHandler(Update, self._skip_handled), group=-1)
+        app.add_handler(TypeHandler(Update, self._mark_handled), group=1)
         private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
         groups = filters.ChatType.GROUPS & filters.UpdateType.MESSAGE
         app.add_handler(CommandHandler("start", h.start))
@@ -86,6 +100,14 @@ class TelegramBot:
         )
         app.add_handler(MessageHandler(private, h.private_other))
         app.add_error_handler(h.on_error)
+
+    async def _skip_handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        if update.update_id in self.handled:
+            _log.info("update %d was already answered; not answering it again", update.update_id)
+            raise ApplicationHandlerStop
+
+    async def _mark_handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        await self.handled.record(update.update_id)
 
     async def start(self) -> None:
         """Connect (``getMe``), register the command menu, start processing and intake."""

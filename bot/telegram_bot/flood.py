@@ -5,6 +5,11 @@ Plugged into PTB as its rate limiter, so every Bot API call the bot makes (excep
 ``RetryAfter`` waits the time Telegram asks for and is sent again, up to ``max_retries`` times,
 as long as the wait is at most ``max_wait_s`` (a reply that would arrive minutes late is worse
 than none). Chat actions are cosmetic and expire after five seconds: they are never retried.
+
+A reply (``send*``) answered with a server error (5xx, or a connection that failed before the
+request was sent: PTB's ``NetworkError`` other than ``TimedOut``, which may have been delivered)
+is sent again after 0.5, 1, 2 ... s, up to ``max_retries`` times, so a platform hiccup does not
+cost a reply; other calls (``getFile``) fail at once and are answered by the caller.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from telegram.error import RetryAfter
+from telegram.error import NetworkError, RetryAfter, TimedOut
 from telegram.ext import BaseRateLimiter
 
 _log = logging.getLogger(__name__)
@@ -80,3 +85,15 @@ class FloodControl(BaseRateLimiter[int]):
                 self.retries += 1
                 _log.info("Telegram flood control on %s: retrying in %.1f s", endpoint, wait)
                 await asyncio.sleep(wait + 0.1)
+            except NetworkError as exc:
+                if (
+                    isinstance(exc, TimedOut)
+                    or not endpoint.startswith("send")
+                    or attempt >= allowed
+                ):
+                    raise
+                wait = 0.5 * 2**attempt
+                attempt += 1
+                self.retries += 1
+                _log.info("Telegram %s failed (%s); retrying in %.1f s", endpoint, exc, wait)
+                await asyncio.sleep(wait)

@@ -84,6 +84,10 @@ class MtcnnFinder:
     def _detect(self, rgb: npt.NDArray[np.uint8], box_map: BoxMap) -> list[Box]:
         height, width = rgb.shape[:2]
         small, scale = downscaled(np.ascontiguousarray(rgb), self.options.max_side)
+        if min(small.shape[:2]) < self.options.min_face_size:
+            # No window fits (facenet-pytorch would fail on an empty scale pyramid): a strip
+            # or a tiny picture holds no face MTCNN can find.
+            return []
         with torch.inference_mode():
             found, probs = self._net().detect(small)
         if found is None:
