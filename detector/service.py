@@ -217,9 +217,10 @@ class DetectorService:
         self, data: bytes, annotate: bool, on_progress: Progress | None
     ) -> VideoAnalysis:
         loop = asyncio.get_running_loop()
-        ctx = contextvars.copy_context()
         t0 = time.perf_counter()
-        video = await loop.run_in_executor(self._prep_pool, ctx.run, self.video.decode, data)
+        video = await loop.run_in_executor(
+            self._prep_pool, contextvars.copy_context().run, self.video.decode, data
+        )
         t1 = time.perf_counter()
         total = len(video.frames)
         found: list[FrameFaces] = []
@@ -233,7 +234,10 @@ class DetectorService:
             tf = time.perf_counter()
             frames = await asyncio.gather(
                 *(
-                    loop.run_in_executor(self._prep_pool, ctx.run, self.video.faces, video, i)
+                    # A context per call: one context cannot be entered by two threads at once.
+                    loop.run_in_executor(
+                        self._prep_pool, contextvars.copy_context().run, self.video.faces, video, i
+                    )
                     for i in range(start, min(start + group, total))
                 )
             )
@@ -266,7 +270,7 @@ class DetectorService:
         }
         result: VideoAnalysis = await loop.run_in_executor(
             self._prep_pool,
-            ctx.run,
+            contextvars.copy_context().run,
             functools.partial(self.video.finish, video, found, scores, timings, annotate=annotate),
         )
         timings["total"] = (time.perf_counter() - t0) * 1000.0
