@@ -480,17 +480,21 @@ class VideoPipeline:
 SHEET_THUMB_SIDE = 360
 
 
-def contact_sheet(video: DecodedVideo, tracks: tuple[TrackResult, ...], n: int = 4) -> bytes:
-    """A JPEG grid of the ``n`` most suspicious sampled frames (in time order), each with its
-    tracked faces boxed in their band colour and labelled with track, time and P(fake)."""
-    by_time = {f.t_s: f for f in video.frames}
+def sheet_times(tracks: tuple[TrackResult, ...], n: int = 4) -> list[float]:
+    """The times of the ``n`` sampled frames with the highest P(fake) of any face, in order."""
     worst: dict[float, float] = {}
     for t in tracks:
         for s in t.sightings:
             worst[s.t_s] = max(worst.get(s.t_s, 0.0), s.p_fake)
-    chosen = sorted(sorted(worst, key=lambda k: worst[k], reverse=True)[:n])
+    return sorted(sorted(worst, key=lambda k: worst[k], reverse=True)[:n])
+
+
+def contact_sheet(video: DecodedVideo, tracks: tuple[TrackResult, ...], n: int = 4) -> bytes:
+    """A JPEG grid of the ``n`` most suspicious sampled frames (in time order), each with its
+    tracked faces boxed in their band colour and labelled with track, time and P(fake)."""
+    by_time = {f.t_s: f for f in video.frames}
     thumbs = []
-    for t_s in chosen:
+    for t_s in sheet_times(tracks, n):
         frame = by_time[t_s]
         img = Image.fromarray(frame.rgb)
         k = SHEET_THUMB_SIDE / max(img.size)

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import av
 import numpy as np
@@ -80,9 +82,19 @@ def encode_video(
     n = max(1, round(seconds * fps))
     first = make(0, n)
     height, width = first.shape[:2]
-    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        # A real file: faststart moves the index to the front in a second pass over it.
+        path = Path(tmp) / f"clip.{container}"
+        _write(path, make, n, width, height, fps, container, codec, faststart)
+        return path.read_bytes()
+
+
+def _write(
+    path: Path, make: Frames, n: int, width: int, height: int, fps: int, container: str,
+    codec: str, faststart: bool,
+) -> None:  # fmt: skip
     options = {"movflags": "faststart"} if faststart else {}
-    with av.open(buf, mode="w", format=container, options=options) as out:
+    with av.open(str(path), mode="w", format=container, options=options) as out:
         stream = out.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
@@ -96,7 +108,6 @@ def encode_video(
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
-    return buf.getvalue()
 
 
 def encode_animation(make: Frames, *, frames: int = 8, fmt: str = "GIF", ms: int = 100) -> bytes:
