@@ -242,7 +242,9 @@ def run_check(args: argparse.Namespace) -> int:
     except FinderUnavailable as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_UNUSABLE
-    options = ServiceOptions(max_pending=max(args.concurrency, 1) + 1)
+    # Room for every input in flight to be a video (each weighs video_weight): never "busy".
+    weight = ServiceOptions().video_weight
+    options = ServiceOptions(max_pending=(max(args.concurrency, 1) + 1) * weight)
     show_progress = err.is_terminal and len(inputs) > 1
 
     async def go() -> list[Outcome]:
