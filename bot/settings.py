@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     telegram_album_wait_s: float = Field(default=1.5, gt=0, le=30)
     telegram_flood_max_retries: int = Field(default=3, ge=0)
     telegram_flood_max_wait_s: float = Field(default=60.0, ge=0)
+    # A video check running this long gets a progress message, edited at most this often.
+    telegram_progress_after_s: float = Field(default=3.0, ge=0)
+    telegram_progress_every_s: float = Field(default=2.0, ge=0)
 
     # --- Discord -----------------------------------------------------------------------------
     discord_token: SecretStr | None = None

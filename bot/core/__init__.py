@@ -6,7 +6,7 @@ root) from here, never from ``detector`` directly."""
 
 from bot.core.admission import Admission
 from bot.core.chat_settings import ChatSettings
-from bot.core.check import CheckLimits, CheckService, ImageRef, Progress
+from bot.core.check import CheckLimits, CheckService, ImageRef, Progress, is_video
 from bot.core.detector_port import Detector
 from bot.core.errors import (
     BotError,
@@ -30,6 +30,7 @@ from bot.core.replies import (
     combined_text,
     error_reply,
     verdict_reply,
+    video_progress,
     video_reply,
 )
 from detector.config import Band
@@ -73,6 +74,8 @@ __all__ = [
     "VideoVerdict",
     "combined_text",
     "error_reply",
+    "is_video",
     "verdict_reply",
+    "video_progress",
     "video_reply",
 ]

@@ -288,6 +288,13 @@ def video_reply(video: VideoAnalysis, *, hints: frozenset[Hint] = frozenset()) -
     )
 
 
+def video_progress(done: int, total: int) -> str:
+    """The progress message a chat shows while a video's frames are checked."""
+    if done >= total:
+        return f"Checked all {total} frames; writing the answer…"
+    return f"Checking the video… checked {done} of {total} frames"
+
+
 _PROBLEMS: tuple[tuple[type[UserFacingError], Problem], ...] = (
     # Most specific first: ImageTooLarge is an ImageError too.
     (RateLimited, Problem.RATE_LIMITED),
