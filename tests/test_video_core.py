@@ -141,3 +141,12 @@ async def test_an_album_with_a_video_names_it_in_the_combined_reply() -> None:
     text = combined_text(replies)
     assert "Image 1: 🟥 Likely manipulated — 90%, video" in text
     assert "Image 2: 🟩 No manipulation detected — 10%" in text
+
+
+def test_the_help_names_videos_only_when_they_are_checked() -> None:
+    from bot.core.texts import limits_text
+
+    on = limits_text(CheckLimits(videos=True, max_video_bytes=20 * MB), 10)
+    off = limits_text(CheckLimits(videos=False), 10)
+    assert "videos and animations (MP4, WebM, MOV, GIF, video notes) up to 20 MB" in on
+    assert "still images only" in off and "video notes" not in off
