@@ -509,11 +509,14 @@ def contact_sheet(video: DecodedVideo, tracks: tuple[TrackResult, ...], n: int =
                 x1, y1, x2, y2 = (round(v * f) for v in s.box.as_list())
                 colour = BAND_COLOURS[track.band]
                 draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=3)
-                label = f"#{track.number} {s.p_fake * 100:.0f}%"
+                pct = f"{s.p_fake * 100:.0f}% fake"
+                label = pct if len(tracks) == 1 else f"face {track.number}: {pct}"
                 ty = max(0, y1 - 18)
-                left, top, right, bottom = draw.textbbox((x1, ty), label, font=font)
+                width = draw.textlength(label, font=font)
+                tx = max(2, min(x1, round(img.width - width - 3)))  # inside the frame
+                left, top, right, bottom = draw.textbbox((tx, ty), label, font=font)
                 draw.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=colour)
-                draw.text((x1, ty), label, fill=(255, 255, 255), font=font)
+                draw.text((tx, ty), label, fill=(255, 255, 255), font=font)
         stamp = f"{t_s:.1f} s"
         left, top, right, bottom = draw.textbbox((4, img.height - 20), stamp, font=font)
         draw.rectangle((left - 3, top - 3, right + 3, bottom + 3), fill=(0, 0, 0))
