@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -37,7 +38,14 @@ from detector.video import (
 from detector.video_results import TrackFrame, TrackResult, VideoLimits
 
 from .conftest import TINY_CONFIG, encode
-from .video_clips import encode_animation, encode_video, moving_face, no_face, two_faces
+from .video_clips import (
+    encode_animation,
+    encode_streamed_webm,
+    encode_video,
+    moving_face,
+    no_face,
+    two_faces,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +104,19 @@ def test_frames_are_sampled_evenly_from_every_container(
 def test_at_most_max_frames_are_sampled_spread_over_the_clip(clips: dict[str, bytes]) -> None:
     decoded = decode_video(clips["mp4"], VideoLimits(max_frames=5))
     assert [round(f.t_s, 1) for f in decoded.frames] == [0.0, 0.4, 0.8, 1.2, 1.6]
+
+
+def test_without_a_duration_in_the_header_frames_are_still_spread_over_the_clip() -> None:
+    data = encode_streamed_webm(moving_face(), seconds=3.0)
+    with av.open(io.BytesIO(data)) as probe:
+        assert probe.duration is None and probe.streams.video[0].duration is None
+    decoded = decode_video(data, VideoLimits(max_frames=8))
+    times = [f.t_s for f in decoded.frames]
+    assert len(times) == 8 and times[0] == 0.0 and times[-1] >= 2.5
+    assert max(np.diff(times)) <= 0.6  # no stretch of the clip left out
+    assert decoded.duration_s == pytest.approx(2.9, abs=0.11)
+    with pytest.raises(VideoTooLong):  # counted while decoding when the header is silent
+        decode_video(data, VideoLimits(max_duration_s=1.5))
 
 
 def test_large_frames_are_scaled_to_the_work_size_and_boxes_come_back_in_original_pixels(

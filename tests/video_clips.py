@@ -118,3 +118,37 @@ def encode_animation(make: Frames, *, frames: int = 8, fmt: str = "GIF", ms: int
         buf, format=fmt, save_all=True, append_images=images[1:], duration=ms, loop=0
     )
     return buf.getvalue()
+
+
+class _Pipe(io.RawIOBase):
+    """A write-only, unseekable sink: the muxer cannot go back to write the duration."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.data += bytes(b)
+        return len(b)
+
+
+def encode_streamed_webm(make: Frames, *, seconds: float = 3.0, fps: int = 10) -> bytes:
+    """A WebM/VP9 written as a live stream would be: no duration in its header."""
+    n = round(seconds * fps)
+    height, width = make(0, n).shape[:2]
+    sink = _Pipe()
+    with av.open(sink, mode="w", format="webm") as out:
+        stream = out.add_stream("libvpx-vp9", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"deadline": "realtime", "cpu-used": "8"}
+        for rgb in _frames(make, n):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return bytes(sink.data)
