@@ -10,9 +10,11 @@ lie); decoding stops past ``decode_timeout_s``. Every decoder failure becomes a 
 that happens to decode.
 
 Up to ``max_frames`` frames are sampled evenly over the clip (the first frame at or after each
-target time), scaled down to ``work_side``, and the pipeline's face finder runs on each. Boxes
-are linked into tracks frame to frame (:func:`link_tracks`), every crop is scored by the
-pipeline's classifier, and each track is summarised in :class:`~detector.video_results.TrackResult`.
+target time), plus the first frame after each scene cut (up to a quarter more; cuts are found
+on tiny grey thumbnails of every decoded frame), scaled down to ``work_side``, and the
+pipeline's face finder runs on each. Boxes are linked into tracks frame to frame, never across
+a cut (:func:`link_tracks`), every crop is scored by the pipeline's classifier, and each track
+is summarised in :class:`~detector.video_results.TrackResult`.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import math
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageDraw, ImageFont
+
+if TYPE_CHECKING:
+    import av
 
 from detector.annotate import BAND_COLOURS
 from detector.errors import (
@@ -98,6 +104,17 @@ class DecodedVideo:
     duration_s: float
     container: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    cuts: tuple[float, ...] = ()  # times of the first frames of new shots (scene cuts)
+
+    def shot_starts(self) -> set[int]:
+        """Indexes of sampled frames with a cut since the previous sampled frame: no track
+        continues into them (a different shot may put another person at the same place)."""
+        starts = set()
+        for i in range(1, len(self.frames)):
+            before, now = self.frames[i - 1].t_s, self.frames[i].t_s
+            if any(before < c <= now for c in self.cuts):
+                starts.add(i)
+        return starts
 
 
 def _work_size(width: int, height: int, side: int) -> tuple[int, int, float]:
@@ -142,6 +159,8 @@ class _Sampler:
         self.next = 0
         self.stride = 0.0
         self.kept: list[tuple[float, npt.NDArray[np.uint8]]] = []
+        self.extra: list[tuple[float, npt.NDArray[np.uint8]]] = []  # first frames after cuts
+        self.max_extra = max(1, n // 4) if n >= 4 else 0
 
     def wants(self, t: float) -> bool:
         if self.targets is not None:
@@ -157,15 +176,49 @@ class _Sampler:
             self.kept = self.kept[::2]
             self.stride = max(self.stride * 2, (self.kept[1][0] - self.kept[0][0]))
 
+    def wants_extra(self) -> bool:
+        return len(self.extra) < self.max_extra
+
+    def keep_extra(self, t: float, rgb: npt.NDArray[np.uint8]) -> None:
+        """The first frame of a new shot, beside the evenly spread ones."""
+        self.extra.append((t, rgb))
+
     @property
     def done(self) -> bool:
         return self.targets is not None and self.next >= len(self.targets)
 
     def result(self) -> list[tuple[float, npt.NDArray[np.uint8]]]:
-        if self.targets is not None or len(self.kept) <= self.n:
-            return self.kept
-        idx = sorted({round((i + 0.5) * len(self.kept) / self.n - 0.5) for i in range(self.n)})
-        return [self.kept[i] for i in idx]
+        kept = self.kept
+        if self.targets is None and len(kept) > self.n:
+            idx = sorted({round((i + 0.5) * len(kept) / self.n - 0.5) for i in range(self.n)})
+            kept = [kept[i] for i in idx]
+        times = {t for t, _ in kept}
+        return sorted(kept + [e for e in self.extra if e[0] not in times], key=lambda e: e[0])
+
+
+# A scene cut: the mean absolute difference of consecutive frames' 32x18 grey thumbnails, on
+# 0-255, above this. A face moving, grain and recompression stay far below it.
+CUT_THRESHOLD = 30.0
+
+
+def _thumbnail(frame: av.VideoFrame) -> npt.NDArray[np.float32]:
+    """A 32x18 grey picture of ``frame`` for cut detection. Planar YUV (nearly every video):
+    block means over every 8th pixel of the luma plane, read in place (converting each frame
+    through swscale would double the decoding time); anything else through swscale."""
+    name = frame.format.name
+    if name.startswith(("yuv", "yuvj", "nv12", "nv21", "gray")) and frame.planes:
+        plane = frame.planes[0]
+        w, h = frame.width, frame.height
+        luma = np.frombuffer(memoryview(plane), np.uint8).reshape(-1, plane.line_size)[:h, :w]
+        sub = luma[::8, ::8]
+        rows, cols = sub.shape[0] // 18 * 18, sub.shape[1] // 32 * 32
+        if rows and cols:
+            blocks = sub[:rows, :cols].reshape(18, rows // 18, 32, cols // 32)
+            grey = blocks.mean(axis=(1, 3), dtype=np.float32)
+            if not name.startswith(("yuvj", "gray")):  # limited range: 16-235 → 0-255
+                grey = (grey - 16.0) * (255.0 / 219.0)
+            return np.asarray(grey, dtype=np.float32)
+    return np.asarray(frame.to_ndarray(format="gray", width=32, height=18), dtype=np.float32)
 
 
 def _rotate(rgb: npt.NDArray[np.uint8], rotation: float) -> npt.NDArray[np.uint8]:
@@ -204,6 +257,8 @@ def _decode_av(data: bytes, container: str, limits: VideoLimits) -> DecodedVideo
         first: float | None = None
         last = 0.0
         decoded = 0
+        cuts: list[float] = []
+        previous: npt.NDArray[np.float32] | None = None
         try:
             for frame in handle.decode(stream):
                 decoded += 1
@@ -217,12 +272,27 @@ def _decode_av(data: bytes, container: str, limits: VideoLimits) -> DecodedVideo
                 last = t
                 if t > limits.max_duration_s:
                     raise VideoTooLong(t, limits.max_duration_s)
-                if not sampler.wants(t):
-                    continue
-                rgb = np.asarray(
-                    frame.to_ndarray(format="rgb24", width=work_w, height=work_h), dtype=np.uint8
+                thumb = _thumbnail(frame)
+                cut = previous is not None and float(np.abs(thumb - previous).mean()) > (
+                    CUT_THRESHOLD
                 )
-                sampler.keep(t, _rotate(rgb, float(frame.rotation or 0)))
+                previous = thumb
+                if cut:
+                    cuts.append(t)
+                wanted = sampler.wants(t)
+                if not wanted and not (cut and sampler.wants_extra()):
+                    continue
+                rgb = _rotate(
+                    np.asarray(
+                        frame.to_ndarray(format="rgb24", width=work_w, height=work_h),
+                        dtype=np.uint8,
+                    ),
+                    float(frame.rotation or 0),
+                )
+                if wanted:
+                    sampler.keep(t, rgb)
+                else:
+                    sampler.keep_extra(t, rgb)
                 if sampler.done:
                     break
         except av.FFmpegError as exc:
@@ -234,7 +304,7 @@ def _decode_av(data: bytes, container: str, limits: VideoLimits) -> DecodedVideo
         raise CorruptVideo(f"stream ends at {last:.2f} s of a declared {duration:.2f} s")
     frames = tuple(VideoFrame(t, rgb, scale) for t, rgb in kept)
     return DecodedVideo(
-        frames, width, height, duration or last, container, {"decode": _ms(t0)}
+        frames, width, height, duration or last, container, {"decode": _ms(t0)}, tuple(cuts)
     )
 
 
@@ -316,14 +386,22 @@ def _affinity(a: Box, b: Box) -> float:
 
 
 def link_tracks(
-    frames: list[list[TrackFrame]], max_gap: int = 2
+    frames: list[list[TrackFrame]], max_gap: int = 2, shot_starts: set[int] | None = None
 ) -> list[list[TrackFrame]]:
     """Link each frame's sightings to the tracks seen in the last ``max_gap + 1`` frames,
-    best match first (greedy); a sighting that matches nothing starts a new track."""
+    best match first (greedy); a sighting that matches nothing starts a new track, and so does
+    every sighting in a frame of ``shot_starts`` (the first after a scene cut)."""
     tracks: list[list[TrackFrame]] = []
     last_seen: list[int] = []
+    first_of_shot = 0
     for i, sightings in enumerate(frames):
-        live = [k for k in range(len(tracks)) if i - last_seen[k] <= max_gap + 1]
+        if shot_starts and i in shot_starts:
+            first_of_shot = len(tracks)  # tracks of earlier shots end here
+        live = [
+            k
+            for k in range(first_of_shot, len(tracks))
+            if i - last_seen[k] <= max_gap + 1
+        ]
         pairs = sorted(
             (
                 (_affinity(tracks[k][-1].box, s.box), k, j)
@@ -429,7 +507,7 @@ class VideoPipeline:
             ]
             for f, s in zip(found, scores, strict=True)
         ]
-        linked = link_tracks(per_frame)
+        linked = link_tracks(per_frame, shot_starts=video.shot_starts())
         if not linked:
             raise NoFaceInVideo(len(video.frames))
         high = config.thresholds[1]

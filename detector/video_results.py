@@ -33,10 +33,12 @@ class VideoLimits:
     max_bytes: int = 20 * 1024 * 1024  # Telegram's bot download limit
     max_duration_s: float = 120.0
     max_pixels: int = 1920 * 1080
-    max_frames: int = 32  # frames sampled, spread evenly over the clip
+    # Frames sampled, spread evenly over the clip; the first frame after a scene cut is taken
+    # too, up to a quarter more.
+    max_frames: int = 32
     decode_timeout_s: float = 30.0
     # Frames are scaled down to this long side before faces are looked for (bounds memory:
-    # at most max_frames of them are kept).
+    # at most 1.25 x max_frames of them are kept).
     work_side: int = 1280
     min_track_frames: int = 2
 

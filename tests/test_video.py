@@ -44,6 +44,7 @@ from .video_clips import (
     encode_video,
     moving_face,
     no_face,
+    scene_cut,
     two_faces,
 )
 
@@ -223,6 +224,21 @@ def test_a_clip_without_a_face_has_no_verdict(
 
 def _sighting(t: float, x: int, p: float = 0.5) -> TrackFrame:
     return TrackFrame(t, Box(x, 50, x + 60, 110), p)
+
+
+def test_a_scene_cut_is_sampled_and_ends_the_tracks(video: VideoPipeline) -> None:
+    data = encode_video(scene_cut(), seconds=2.0)  # the cut at 1.1 s
+    decoded = video.decode(data)
+    assert decoded.cuts == (pytest.approx(1.1),)
+    times = [round(f.t_s, 1) for f in decode_video(data, VideoLimits(max_frames=4)).frames]
+    assert times == [0.0, 0.5, 1.0, 1.1, 1.5]  # evenly spread, plus the cut's first frame
+    result = video.analyze(data)
+    # The same place, another person: two tracks, not one.
+    assert [(t.first_s, t.last_s) for t in result.tracks] == [
+        (0.0, pytest.approx(1.0)), (pytest.approx(1.1), pytest.approx(1.9))
+    ]
+    # A moving face is no cut.
+    assert video.decode(encode_video(moving_face())).cuts == ()
 
 
 def test_tracks_link_by_overlap_across_a_short_gap_and_split_far_apart_faces() -> None:

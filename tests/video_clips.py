@@ -51,6 +51,21 @@ def two_faces(width: int = 400, height: int = 240, side: int = 150) -> Frames:
     return frame
 
 
+def scene_cut(width: int = 320, height: int = 240, side: int = 150, at: float = 0.55) -> Frames:
+    """Two shots: the astronaut on grey, then (from ``at`` of the clip) her mirror image, a
+    "second person", at the same place on a blue background."""
+    face = _face(side)
+    other = face.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    def frame(i: int, n: int) -> npt.NDArray[np.uint8]:
+        second = i >= round(at * n)
+        canvas = Image.new("RGB", (width, height), (30, 60, 170) if second else (110, 110, 110))
+        canvas.paste(other if second else face, ((width - side) // 2, (height - side) // 2))
+        return np.asarray(canvas)
+
+    return frame
+
+
 def no_face(width: int = 320, height: int = 240) -> Frames:
     """A moving colour gradient: no face anywhere."""
     xs = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
