@@ -100,3 +100,27 @@ async def test_with_videos_off_the_clip_is_skipped(
     assert "clip.mp4" in interaction.followups[0].content
     downloaded = [c.params["path"] for c in s.calls_to("GET /cdn")]
     assert not any(p.endswith("clip.mp4") for p in downloaded)
+
+
+async def test_autoscan_answers_a_suspicious_clip_posted_in_a_channel(
+    discord_standin: DiscordStandIn, settings_db: Path
+) -> None:
+    s = discord_standin
+    channel = s.channel(s.add_guild(), "images")  # a channel the stand-in guild has
+    calm, odd = CLIP + b"calm", CLIP + b"odd"
+    answers = {calm: video_analysis([0.1, 0.1]), odd: video_analysis([0.9, 0.95])}
+    detector = FakeDetector(lambda data: answers[data])
+    async with running_discord_on(s, settings_db, detector) as running:
+        mod = s.user("mod")
+        switch = await s.slash(mod, channel, "deepfake autoscan",
+                               [{"name": "state", "type": 3, "value": "on"}])  # fmt: skip
+        await s.wait_until(lambda: switch.callback is not None)
+        for data in (calm, odd):
+            clip = s.attachment(data, "clip.mp4", "video/mp4")
+            await s.user_sends(channel, s.user("poster"), attachments=[clip])
+            await s.wait_until(lambda data=data: data in detector.seen)
+        await s.wait_until(lambda: detector.in_flight == 0)
+        await running.discord.checker.inflight.wait_idle()
+    (reply,) = s.sent_to(channel)  # quiet about the calm one
+    assert reply.embeds[0]["color"] == COLOURS[Band.FAKE].value
+    assert reply.embeds[0]["description"].startswith("Checked 2 frames of a 0.5 s video")
