@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from bot.core import ChatSettings, ModelCard
     from bot.settings import Settings
     from detector.pipeline import Pipeline
+    from detector.service import ServiceOptions
 
 _log = logging.getLogger(__name__)
 
@@ -109,13 +110,32 @@ def build_pipeline(settings: Settings) -> Pipeline:
     return engine_pipeline(classifier, max_faces=settings.max_faces, limits=limits)
 
 
+def service_options(settings: Settings) -> ServiceOptions:
+    """The detector service's bounds, video limits included, from the settings."""
+    from detector.service import ServiceOptions
+    from detector.video_results import VideoLimits
+
+    video = VideoLimits(
+        max_bytes=settings.max_video_bytes,
+        max_duration_s=settings.max_video_seconds,
+        max_pixels=settings.max_video_pixels,
+        max_frames=settings.video_frames,
+        decode_timeout_s=settings.video_decode_timeout_s,
+    )
+    return ServiceOptions(
+        max_pending=settings.max_concurrent_checks,
+        video_limits=video,
+        video_weight=settings.video_weight,
+    )
+
+
 async def _serve(
     settings: Settings, pipeline: Pipeline, card: ModelCard, chat_settings: ChatSettings
 ) -> int:
     from bot.http_health import HealthServer
     from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
     from bot.web import Metrics, attach_web
-    from detector.service import DetectorService, ServiceOptions
+    from detector.service import DetectorService
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -125,7 +145,7 @@ async def _serve(
         lost.append(error)
         stop.set()
 
-    detector = DetectorService(pipeline, ServiceOptions(max_pending=settings.max_concurrent_checks))
+    detector = DetectorService(pipeline, service_options(settings))
     classifier = pipeline.classifier
     metrics = Metrics(
         model={

@@ -113,6 +113,8 @@ def build_checks(
             max_faces=settings.max_faces,
             download_timeout_s=settings.download_timeout_s,
             analysis_timeout_s=settings.analysis_timeout_s,
+            videos=settings.video_enabled,
+            max_video_bytes=settings.max_video_bytes,
         ),
         admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
         rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),

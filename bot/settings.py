@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     telegram_flood_max_retries: int = Field(default=3, ge=0)
     telegram_flood_max_wait_s: float = Field(default=60.0, ge=0)
     telegram_updates_file: Path | None = None  # handled update ids, kept across restarts
+    # A video check running this long gets a progress message, edited at most this often.
+    telegram_progress_after_s: float = Field(default=3.0, ge=0)
+    telegram_progress_every_s: float = Field(default=2.0, ge=0)
 
     # --- Discord -----------------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -76,6 +79,14 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=25 * MB, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_faces: int = Field(default=8, ge=1, le=32)
+    # Videos and animations (GIF, animated WebP, video notes): judged per face track.
+    video_enabled: bool = True
+    max_video_bytes: int = Field(default=20 * MB, gt=0)
+    max_video_seconds: float = Field(default=120.0, gt=0)
+    max_video_pixels: int = Field(default=1920 * 1080, gt=0)
+    video_frames: int = Field(default=32, ge=1, le=128)
+    video_decode_timeout_s: float = Field(default=30.0, gt=0)
+    video_weight: int = Field(default=4, ge=1)
 
     # --- checks (shared by every platform) -----------------------------------------------------
     max_concurrent_checks: int = Field(default=8, ge=1)

@@ -1,6 +1,8 @@
-"""The body of ``deepfake-bot check``: files or folders in, a verdict per image out (table or
-JSON Lines), optionally annotated copies. One bad file never stops the rest; the exit status
-says whether every input got a verdict (0), some did not (1), or nothing could run (2)."""
+"""The body of ``deepfake-bot check``: files or folders in, a verdict per image or video out
+(table or JSON Lines), optionally annotated copies (contact sheets for videos). Videos and
+animations with several frames are told from images by content and answered per face track.
+One bad file never stops the rest; the exit status says whether every input got a verdict (0),
+some did not (1), or nothing could run (2)."""
 
 from __future__ import annotations
 
@@ -26,12 +28,14 @@ from detector.errors import (
     FacesTooSmall,
     FinderUnavailable,
     ImageTooLarge,
+    VideoError,
 )
 from detector.factory import build_pipeline
-from detector.file_types import IMAGE_SUFFIXES
+from detector.file_types import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from detector.images import ImageLimits
 from detector.results import Analysis
 from detector.service import DetectorService, ServiceOptions
+from detector.video_results import VideoAnalysis, VideoLimits
 
 _log = logging.getLogger(__name__)
 
@@ -39,12 +43,14 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
 
 def collect_inputs(paths: list[Path]) -> list[Path]:
-    """Files as given; folders searched recursively for image-like names, sorted."""
+    """Files as given; folders searched recursively for image- and video-like names, sorted."""
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
             found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
             )
             if not found:
                 _log.warning("no image files in folder %s", path)
@@ -61,11 +67,19 @@ class Outcome:
     error: str | None = None
     annotated: Path | None = None
     too_small: int = 0  # faces found but too small to judge, when there is no verdict
+    video: VideoAnalysis | None = None
+    is_video: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        if self.video is not None:
+            return {"path": str(self.path), **self.video.to_dict(), "error": None}
         a = self.analysis
+        if self.is_video:  # a video without a verdict: the video keys, empty
+            return {"path": str(self.path), "kind": "video", "verdict": None, "p_fake": None,
+                    "tracks": [], "error": self.error}  # fmt: skip
         return {
             "path": str(self.path),
+            "kind": "image",
             "verdict": a.verdict.value if a else None,
             "p_fake": round(a.p_fake, 4) if a else None,
             "faces": [f.to_dict() for f in a.faces] if a else [],
@@ -75,22 +89,23 @@ class Outcome:
         }
 
 
-def _read_input(path: Path, limits: ImageLimits) -> bytes:
+def _read_input(path: Path, limits: ImageLimits, video: VideoLimits) -> bytes:
     size = path.stat().st_size
-    if size > limits.max_bytes:
+    limit = max(limits.max_bytes, video.max_bytes)  # each decoder holds its own limit
+    if size > limit:
         raise ImageTooLarge(
-            f"{size} bytes > {limits.max_bytes}",
+            f"{size} bytes > {limit}",
             user_message=f"File is too large ({size / 1e6:.1f} MB; the limit is "
-            f"{limits.max_bytes / 1e6:.0f} MB).",
+            f"{limit / 1e6:.0f} MB).",
         )
     return path.read_bytes()
 
 
-def _annotated_path(out_dir: Path, src: Path, taken: set[Path]) -> Path:
-    candidate = out_dir / f"{src.stem}.annotated.jpg"
+def _annotated_path(out_dir: Path, src: Path, taken: set[Path], what: str = "annotated") -> Path:
+    candidate = out_dir / f"{src.stem}.{what}.jpg"
     n = 2
     while candidate in taken or candidate.exists():
-        candidate = out_dir / f"{src.stem}.annotated-{n}.jpg"
+        candidate = out_dir / f"{src.stem}.{what}-{n}.jpg"
         n += 1
     taken.add(candidate)
     return candidate
@@ -104,19 +119,26 @@ async def _check_all(
     concurrency: int,
     progress: Progress | None,
 ) -> list[Outcome]:
+    video_limits = service.options.video_limits
     sem = asyncio.Semaphore(concurrency)
     taken: set[Path] = set()
     task_id = progress.add_task("checking", total=len(inputs)) if progress else None
 
     async def one(path: Path) -> Outcome:
         async with sem:
-            outcome = Outcome(path)
+            outcome = Outcome(path, is_video=path.suffix.lower() in VIDEO_SUFFIXES)
             try:
-                data = await asyncio.to_thread(_read_input, path, limits)
-                outcome.analysis = await service.analyze(data, annotate=annotate_dir is not None)
-                if annotate_dir is not None and outcome.analysis.annotated_jpeg is not None:
-                    target = _annotated_path(annotate_dir, path, taken)
-                    await asyncio.to_thread(target.write_bytes, outcome.analysis.annotated_jpeg)
+                data = await asyncio.to_thread(_read_input, path, limits, video_limits)
+                result = await service.analyze_media(data, annotate=annotate_dir is not None)
+                if isinstance(result, VideoAnalysis):
+                    outcome.video, outcome.is_video = result, True
+                    picture, what = result.contact_sheet_jpeg, "sheet"
+                else:
+                    outcome.analysis, outcome.is_video = result, False
+                    picture, what = result.annotated_jpeg, "annotated"
+                if annotate_dir is not None and picture is not None:
+                    target = _annotated_path(annotate_dir, path, taken, what)
+                    await asyncio.to_thread(target.write_bytes, picture)
                     outcome.annotated = target
             except FileNotFoundError:
                 outcome.error = "No such file."
@@ -130,6 +152,7 @@ async def _check_all(
             except DetectorError as exc:
                 _log.info("%s: %s", path, exc)
                 outcome.error = exc.user_message
+                outcome.is_video = outcome.is_video or isinstance(exc, VideoError)
             except Exception:
                 _log.exception("unexpected error while checking %s", path)
                 outcome.error = "Unexpected internal error (see the log)."
@@ -148,6 +171,9 @@ def _print_table(console: Console, outcomes: list[Outcome], model: str) -> None:
     table.add_column("faces (largest first)", overflow="fold")
     for o in outcomes:
         a = o.analysis
+        if o.video is not None:
+            _video_row(table, o, o.video)
+            continue
         if a is None:
             table.add_row(str(o.path), "[bold]error[/]", "—", o.error or "")
             continue
@@ -167,11 +193,34 @@ def _print_table(console: Console, outcomes: list[Outcome], model: str) -> None:
             faces,
         )
     console.print(table)
-    if any(o.analysis and o.analysis.verdict is not Band.REAL for o in outcomes):
+    if any(
+        (o.analysis and o.analysis.verdict is not Band.REAL)
+        or (o.video and o.video.verdict is not Band.REAL)
+        for o in outcomes
+    ):
         console.print(
             "[dim]A score judges face manipulation only (swaps, GAN faces); it cannot see "
             "edits elsewhere in the picture and can be wrong on heavily compressed images.[/]"
         )
+
+
+def _video_row(table: Table, o: Outcome, v: VideoAnalysis) -> None:
+    r, g, b = BAND_COLOURS[v.verdict]
+    lines = [
+        f"track {t.number}: mean {t.p_fake * 100:.0f}% (max {t.p_max * 100:.0f}%, "
+        f"{t.share_fake * 100:.0f}% of frames fake) in {t.frames} frame(s), "
+        f"{t.first_s:.1f}-{t.last_s:.1f} s"
+        for t in v.tracks
+    ]
+    lines.append(f"{v.frames_sampled} frames sampled of {v.duration_s:.1f} s")
+    if o.annotated is not None:
+        lines.append(f"→ {o.annotated}")
+    table.add_row(
+        str(o.path),
+        f"[rgb({r},{g},{b})]{v.verdict.label}[/]",
+        f"{v.p_fake * 100:.1f}%",
+        "\n".join(lines),
+    )
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -193,7 +242,9 @@ def run_check(args: argparse.Namespace) -> int:
     except FinderUnavailable as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_UNUSABLE
-    options = ServiceOptions(max_pending=max(args.concurrency, 1) + 1)
+    # Room for every input in flight to be a video (each weighs video_weight): never "busy".
+    weight = ServiceOptions().video_weight
+    options = ServiceOptions(max_pending=(max(args.concurrency, 1) + 1) * weight)
     show_progress = err.is_terminal and len(inputs) > 1
 
     async def go() -> list[Outcome]:
@@ -212,7 +263,7 @@ def run_check(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         _print_table(Console(), outcomes, classifier.config.name)
-    failed = sum(o.analysis is None for o in outcomes)
+    failed = sum(o.analysis is None and o.video is None for o in outcomes)
     if failed:
         err.print(f"{failed} of {len(outcomes)} input(s) got no verdict")
     return EXIT_SOME_FAILED if failed else EXIT_OK

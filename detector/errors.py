@@ -53,6 +53,49 @@ class EmptyImage(ImageError):
     user_message = "The file is empty."
 
 
+# --- input videos and animations ------------------------------------------------------------
+
+
+class VideoError(DetectorError):
+    """The bytes given are not a video or animation we can analyse."""
+
+
+class CorruptVideo(VideoError):
+    user_message = "This video is damaged or incomplete, so I could not read it."
+
+
+class UnsupportedVideo(VideoError):
+    user_message = (
+        "This file is not a video I can read. Supported: MP4, MOV, WebM, MKV, AVI, GIF and "
+        "animated WebP."
+    )
+
+
+class VideoTooLong(VideoError):
+    def __init__(self, duration_s: float, limit_s: float) -> None:
+        self.duration_s = duration_s
+        self.limit_s = limit_s
+        super().__init__(
+            f"{duration_s:.1f} s > {limit_s:.0f} s",
+            user_message=(
+                f"This video is too long to check ({duration_s:.0f} s; the limit is "
+                f"{limit_s:.0f} s). Please send a shorter clip of the part with the face."
+            ),
+        )
+
+
+class VideoTooLarge(VideoError):
+    """Over the byte or resolution limit (the message says which)."""
+
+    user_message = "This video is too large to analyse."
+
+
+class VideoTimeout(VideoError):
+    user_message = (
+        "This video took too long to decode, so I stopped. Please send a shorter or smaller clip."
+    )
+
+
 # --- analysis ---------------------------------------------------------------------------------
 
 
@@ -77,6 +120,22 @@ class FacesTooSmall(NoFaceFound):
             user_message=(
                 f"I found {what}, but {them} too small to judge (under {min_px} pixels wide). "
                 "Please send a larger or closer picture of the face."
+            ),
+        )
+
+
+class NoFaceInVideo(NoFaceFound):
+    """No face in any sampled frame of a video (a ``NoFaceFound``: no verdict for lack of a
+    face, whatever the medium)."""
+
+    def __init__(self, frames: int) -> None:
+        self.frames = frames
+        super().__init__(
+            f"no face in {frames} sampled frame(s)",
+            user_message=(
+                f"I could not find a face in any of the {frames} frames I looked at. The detector "
+                "only judges faces: try a clip where a face is clearly visible and at least about "
+                "40 pixels wide."
             ),
         )
 

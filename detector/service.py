@@ -7,16 +7,24 @@ pass (``max_batch`` crops, waiting at most ``max_wait_ms`` for company). Admissi
 past ``max_pending`` requests in flight, ``analyze`` raises :class:`DetectorBusy` at once
 instead of letting memory grow. ``close`` stops intake, finishes in-flight work and joins the
 threads.
+
+Videos (``analyze_video``, or ``analyze_media`` which tells them from images by content) are
+decoded and their faces found on the same small pool; a video counts as ``video_weight``
+requests against ``max_pending``, and its crops join the shared batches one chunk of at most
+``max_batch`` at a time, so an image check queued behind a video waits for one batch, not for the
+whole clip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -28,6 +36,11 @@ from detector.errors import DetectorBusy, DetectorClosed
 from detector.idle import IdleTracker
 from detector.pipeline import Pipeline, Prepared
 from detector.results import Analysis
+from detector.video import FrameFaces, VideoPipeline, sniff_video
+from detector.video_results import VideoAnalysis, VideoLimits
+
+# Told (frames checked, frames sampled) as a video's frames are scored; called on the loop.
+Progress = Callable[[int, int], None]
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +55,9 @@ class ServiceOptions:
     # since the last time (None: never); see detector.memory. It runs on the model thread,
     # after the batch's replies. Under steady load that is once a second, a few ms of work.
     trim_interval_s: float | None = 1.0
+    video_limits: VideoLimits = field(default_factory=VideoLimits)
+    # How many requests one video counts as against max_pending (capped at max_pending).
+    video_weight: int = 4
 
 
 @dataclass
@@ -54,6 +70,7 @@ class ServiceStats:
     batches: int = 0
     crops: int = 0
     batch_sizes: Counter[int] = field(default_factory=Counter)
+    videos: int = 0
 
 
 @dataclass
@@ -75,6 +92,7 @@ class DetectorService:
         if self.options.max_batch < 1 or self.options.max_pending < 1:
             raise ValueError("max_batch and max_pending must be >= 1")
         self.stats = ServiceStats()
+        self.video = VideoPipeline(pipeline, self.options.video_limits)
         self._prep_pool = ThreadPoolExecutor(
             max_workers=self.options.prep_workers, thread_name_prefix="detector-prep"
         )
@@ -159,6 +177,123 @@ class DetectorService:
         except BaseException:
             self.stats.failed += 1
             raise
+
+    async def analyze_media(
+        self, data: bytes, *, annotate: bool = False, on_progress: Progress | None = None
+    ) -> Analysis | VideoAnalysis:
+        """An image, or a video/animation with several frames (recognised by content)."""
+        if sniff_video(data[:64]) is None and not data.startswith((b"GIF8", b"RIFF")):
+            return await self.analyze(data, annotate=annotate)
+        loop = asyncio.get_running_loop()
+        if await loop.run_in_executor(self._prep_pool, sniff_video, data) is None:
+            return await self.analyze(data, annotate=annotate)
+        return await self.analyze_video(data, annotate=annotate, on_progress=on_progress)
+
+    async def analyze_video(
+        self, data: bytes, *, annotate: bool = False, on_progress: Progress | None = None
+    ) -> VideoAnalysis:
+        """Analyse a video or animation face track by face track (with ``annotate``, also the
+        contact sheet). Raises ``VideoError`` subclasses, ``NoFaceInVideo``, ``DetectorBusy``
+        and ``DetectorClosed``; never returns a made-up score."""
+        if self._closing:
+            raise DetectorClosed("service is closing")
+        weight = max(1, min(self.options.video_weight, self.options.max_pending))
+        if self._inflight.count + weight > self.options.max_pending:
+            self.stats.rejected_busy += 1
+            raise DetectorBusy(f"{self._inflight.count} requests in flight, a video needs {weight}")
+        self._ensure_batcher()
+        with contextlib.ExitStack() as stack:
+            for _ in range(weight):
+                stack.enter_context(self._inflight.track())
+            try:
+                result = await self._analyze_video(data, annotate, on_progress)
+            except BaseException:
+                self.stats.failed += 1
+                raise
+            self.stats.videos += 1
+            return result
+
+    async def _analyze_video(
+        self, data: bytes, annotate: bool, on_progress: Progress | None
+    ) -> VideoAnalysis:
+        loop = asyncio.get_running_loop()
+        t0 = time.perf_counter()
+        video = await loop.run_in_executor(
+            self._prep_pool, contextvars.copy_context().run, self.video.decode, data
+        )
+        t1 = time.perf_counter()
+        total = len(video.frames)
+        found: list[FrameFaces] = []
+        scores: list[npt.NDArray[np.float64]] = []
+        faces_ms = model_ms = 0.0
+        # Faces of the next group of frames are found while this group's crops are scored.
+        group = max(4, self.options.prep_workers)
+        starts = list(range(0, total, group))
+
+        async def find(start: int) -> tuple[list[FrameFaces], float]:
+            tf = time.perf_counter()
+            frames = await asyncio.gather(
+                *(
+                    # A context per call: one context cannot be entered by two threads at once.
+                    loop.run_in_executor(
+                        self._prep_pool, contextvars.copy_context().run, self.video.faces, video, i
+                    )
+                    for i in range(start, min(start + group, total))
+                )
+            )
+            return list(frames), (time.perf_counter() - tf) * 1000.0
+
+        ahead: asyncio.Task[tuple[list[FrameFaces], float]] | None = loop.create_task(find(0))
+        try:
+            for n, _ in enumerate(starts):
+                assert ahead is not None
+                batch, ms = await ahead
+                faces_ms += ms
+                ahead = loop.create_task(find(starts[n + 1])) if n + 1 < len(starts) else None
+                tm = time.perf_counter()
+                merged = await self._score_in_chunks(loop, [f.inputs for f in batch])
+                model_ms += (time.perf_counter() - tm) * 1000.0
+                found += batch
+                scores += merged
+                if on_progress is not None:
+                    on_progress(len(found), total)
+        finally:
+            if ahead is not None and not ahead.done():
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+        timings = {
+            **video.timings_ms,
+            "decode_wait_and_run": (t1 - t0) * 1000.0,
+            "faces": faces_ms,
+            "queue_and_model": model_ms,
+        }
+        result: VideoAnalysis = await loop.run_in_executor(
+            self._prep_pool,
+            contextvars.copy_context().run,
+            functools.partial(self.video.finish, video, found, scores, timings, annotate=annotate),
+        )
+        timings["total"] = (time.perf_counter() - t0) * 1000.0
+        return result
+
+    async def _score_in_chunks(
+        self, loop: asyncio.AbstractEventLoop, parts: list[npt.NDArray[np.uint8]]
+    ) -> list[npt.NDArray[np.float64]]:
+        """Score several frames' crops through the shared batches, one chunk of at most
+        ``max_batch`` crops in the queue at a time; one score array per part."""
+        sizes = [len(p) for p in parts]
+        if not sum(sizes):
+            return [np.zeros(0) for _ in parts]
+        inputs = np.concatenate([p for p in parts if len(p)])
+        out = []
+        size = self.options.max_batch
+        for i in range(0, len(inputs), size):
+            job = _Job(inputs[i : i + size], loop.create_future(), time.perf_counter())
+            await self._queue.put(job)
+            out.append(await job.future)
+        flat = np.concatenate(out)
+        bounds = np.cumsum([0, *sizes])
+        return [flat[bounds[k] : bounds[k + 1]] for k in range(len(parts))]
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()

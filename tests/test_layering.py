@@ -28,6 +28,8 @@ LIGHT_DETECTOR_MODULES = {
     "detector.errors",
     "detector.config",
     "detector.results",
+    # Video results and limits: dataclasses over Band and Box, like detector.results (no PyAV).
+    "detector.video_results",
     "detector.idle",
     "detector.file_types",
 }

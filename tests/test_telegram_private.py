@@ -119,8 +119,9 @@ async def test_non_image_file_is_refused_without_download(standin: TelegramStand
 
 
 async def test_video_is_refused_as_unsupported(standin: TelegramStandIn) -> None:
+    """With videos off (VIDEO_ENABLED=false); videos on: tests/test_video_telegram.py."""
     detector = FakeDetector(always(analysis(0.5)))
-    async with running_bot_on(standin, detector):
+    async with running_bot_on(standin, detector, video_enabled=False):
         user, chat = _private(standin)
         stored = standin.add_file(b"\x00\x00\x00\x18ftypmp42", name="clip.mp4")
         video = {

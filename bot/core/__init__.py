@@ -1,12 +1,12 @@
 """The platform-neutral core shared by the Telegram and Discord adapters: the detector port,
 ``CheckService`` (limits, rate limits, admission), the reply model with the one error → text
 mapping, per-chat settings and shared wording. Adapters take the detector's vocabulary
-(``Band``, ``Analysis``, ``FaceResult``, the in-flight tracker, the error root) from here, never
-from ``detector`` directly."""
+(``Band``, ``Analysis``, ``FaceResult``, ``VideoAnalysis``, the in-flight tracker, the error
+root) from here, never from ``detector`` directly."""
 
 from bot.core.admission import Admission
 from bot.core.chat_settings import ChatSettings
-from bot.core.check import CheckLimits, CheckService, ImageRef
+from bot.core.check import CheckLimits, CheckService, ImageRef, Progress, is_video
 from bot.core.detector_port import Detector
 from bot.core.errors import (
     BotError,
@@ -26,14 +26,18 @@ from bot.core.replies import (
     Refusal,
     Reply,
     Verdict,
+    VideoVerdict,
     combined_text,
     error_reply,
     verdict_reply,
+    video_progress,
+    video_reply,
 )
 from detector.config import Band
 from detector.errors import DetectorBusy, DetectorClosed, UserFacingError
 from detector.idle import IdleTracker
 from detector.results import Analysis, FaceResult
+from detector.video_results import TrackResult, VideoAnalysis
 
 __all__ = [
     "Admission",
@@ -57,14 +61,21 @@ __all__ = [
     "NotAnImage",
     "NotSupportedMedia",
     "Problem",
+    "Progress",
     "RateLimited",
     "Refusal",
     "Reply",
     "SlidingWindowLimiter",
+    "TrackResult",
     "UrlRefused",
     "UserFacingError",
     "Verdict",
+    "VideoAnalysis",
+    "VideoVerdict",
     "combined_text",
     "error_reply",
+    "is_video",
     "verdict_reply",
+    "video_progress",
+    "video_reply",
 ]

@@ -1,7 +1,8 @@
 """The platform-neutral reply model and the one place that turns outcomes into words.
 
 A check ends in a :class:`Verdict` (band, percentage, per-face lines, caveat, the annotated
-image) or a :class:`Refusal` (why there is no verdict). :func:`error_reply` is the only mapping
+image; for a video a :class:`VideoVerdict`: per-track lines and the contact sheet) or a
+:class:`Refusal` (why there is no verdict). :func:`error_reply` is the only mapping
 from exceptions to user text: every ``UserFacingError`` (the detector's and the bot's own)
 carries a ``user_message``; anything else is logged with its traceback and answered with a
 short apology.
@@ -32,8 +33,12 @@ from detector.errors import (
     ImageTooLarge,
     NoFaceFound,
     UserFacingError,
+    VideoError,
+    VideoTooLarge,
+    VideoTooLong,
 )
 from detector.results import Analysis, FaceResult
+from detector.video_results import TrackResult, VideoAnalysis
 
 _log = logging.getLogger(__name__)
 
@@ -42,6 +47,11 @@ BAND_EMOJI: dict[Band, str] = {Band.FAKE: "🟥", Band.UNCERTAIN: "🟨", Band.R
 CAVEAT = (
     "The model judges faces only (face swaps, AI-generated faces); it can be wrong, "
     "and a score is not proof either way."
+)
+VIDEO_CAVEAT = (
+    "A video is judged face by face over the sampled frames (the mean P(fake) of each face's "
+    "frames); the thresholds are the image model's and have not been calibrated on real "
+    "deepfake videos."
 )
 APOLOGY = (
     "Sorry, something went wrong on my side while checking this image. Please try again later."
@@ -215,6 +225,76 @@ def verdict_reply(analysis: Analysis, *, hints: frozenset[Hint] = frozenset()) -
     )
 
 
+def _span(track: TrackResult) -> str:
+    if track.frames == 1:
+        return f"at {track.first_s:.1f} s"
+    return f"{track.first_s:.1f}-{track.last_s:.1f} s"
+
+
+def track_line(track: TrackResult) -> str:
+    """One face track in words: when, how many frames, mean (the verdict's), peak, median, and
+    the share of frames judged manipulated on their own."""
+    frames = "1 frame" if track.frames == 1 else f"{track.frames} frames"
+    return (
+        f"Face {track.number} ({_span(track)}, {frames}): {BAND_EMOJI[track.band]} "
+        f"{format_percent(track.p_fake)} on average, peak {format_percent(track.p_max)}, "
+        f"median {format_percent(track.p_median)}; "
+        f"{format_percent(track.share_fake)} of frames judged manipulated"
+    )
+
+
+@dataclass(frozen=True)
+class VideoVerdict(Verdict):
+    """A verdict on a video or animation: one line per face track, the contact sheet of its
+    most suspicious frames as the picture. A ``Verdict``, so every adapter that shows a
+    verdict's text and picture shows this one too; ``video`` has the full result."""
+
+    video: VideoAnalysis | None = field(default=None, repr=False, compare=False)
+
+    def summary(self) -> str:
+        tracks = f" ({self.faces} faces)" if self.faces > 1 else ""
+        return (
+            f"{BAND_EMOJI[self.band]} {self.band.label} — {format_percent(self.p_fake)}"
+            f"{tracks}, video"
+        )
+
+
+def video_reply(video: VideoAnalysis, *, hints: frozenset[Hint] = frozenset()) -> VideoVerdict:
+    what = "animation" if video.container in {"gif", "webp"} else "video"
+    n = len(video.tracks)
+    followed = (
+        "1 face followed"
+        if n == 1
+        else f"{n} faces followed; the verdict follows the most suspicious one"
+    )
+    frames = "1 frame" if video.frames_sampled == 1 else f"{video.frames_sampled} frames"
+    lines = (
+        f"Checked {frames} of a {video.duration_s:.1f} s {what}; {followed}.",
+        *(track_line(t) for t in video.tracks),
+    )
+    return VideoVerdict(
+        band=video.verdict,
+        p_fake=video.p_fake,
+        faces=n,
+        headline=headline(video.verdict, video.p_fake),
+        face_lines=lines,
+        caveat=f"{CAVEAT} {VIDEO_CAVEAT}",
+        image=video.contact_sheet_jpeg,
+        hints=hints,
+        face_scores=tuple(
+            FaceScore(t.number, _span(t), t.band, t.p_fake) for t in video.tracks
+        ),
+        video=video,
+    )
+
+
+def video_progress(done: int, total: int) -> str:
+    """The progress message a chat shows while a video's frames are checked."""
+    if done >= total:
+        return f"Checked all {total} frames; writing the answer…"
+    return f"Checking the video… checked {done} of {total} frames"
+
+
 _PROBLEMS: tuple[tuple[type[UserFacingError], Problem], ...] = (
     # Most specific first: ImageTooLarge is an ImageError too.
     (RateLimited, Problem.RATE_LIMITED),
@@ -229,6 +309,9 @@ _PROBLEMS: tuple[tuple[type[UserFacingError], Problem], ...] = (
     (DetectorClosed, Problem.CLOSED),
     (ImageTooLarge, Problem.TOO_LARGE),
     (ImageError, Problem.UNREADABLE),
+    (VideoTooLong, Problem.TOO_LARGE),
+    (VideoTooLarge, Problem.TOO_LARGE),
+    (VideoError, Problem.UNREADABLE),
 )
 
 _SHORT: dict[Problem, str] = {

@@ -25,9 +25,20 @@ HONESTY = (
 
 def limits_text(limits: CheckLimits, rate_limit_per_minute: int) -> str:
     mb = limits.max_image_bytes / (1024 * 1024)
+    if limits.videos:
+        what = (
+            f"images (JPEG, PNG, WebP, HEIC, GIF, BMP, TIFF) up to {mb:.0f} MB, and videos and "
+            f"animations (MP4, WebM, MOV, GIF, video notes) up to "
+            f"{limits.max_video_bytes / (1024 * 1024):.0f} MB, judged face by face over "
+            "sampled frames"
+        )
+    else:
+        what = (
+            "still images only (JPEG, PNG, WebP, HEIC, GIF, BMP, TIFF; the first frame of "
+            f"an animation), up to {mb:.0f} MB"
+        )
     parts = [
-        "Limits: still images only (JPEG, PNG, WebP, HEIC, GIF, BMP, TIFF; the first frame of "
-        f"an animation), up to {mb:.0f} MB; up to {limits.max_faces} faces per picture. "
+        f"Limits: {what}; up to {limits.max_faces} faces per picture. "
         f"Faces narrower than {MIN_JUDGE_PX} pixels are counted but too small to judge; "
         "faces in profile or largely hidden are often not found."
     ]

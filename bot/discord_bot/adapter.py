@@ -83,8 +83,9 @@ class DiscordBot:
         self.links = url_fetcher or UrlFetcher(
             max_bytes=limits.max_image_bytes, timeout_s=limits.download_timeout_s
         )
-        self.cdn = CdnDownloads(limits.max_image_bytes)
-        self.media = Media(self.cdn, self.links)
+        most = max(limits.max_image_bytes, limits.max_video_bytes if limits.videos else 0)
+        self.cdn = CdnDownloads(most)
+        self.media = Media(self.cdn, self.links, videos=limits.videos)
         wanted = settings.discord_message_content
         self.intents = IntentState(requested=wanted, granted=wanted)
         self.checker = Checker(

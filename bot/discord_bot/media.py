@@ -70,9 +70,10 @@ class MessageImages:
 
 
 class Media:
-    def __init__(self, cdn: CdnDownloads, links: UrlFetcher) -> None:
+    def __init__(self, cdn: CdnDownloads, links: UrlFetcher, *, videos: bool = False) -> None:
         self.cdn = cdn
         self.links = links
+        self.videos = videos  # video (and GIF) attachments are checked too
 
     def attachment(self, attachment: discord.Attachment) -> Found:
         """Any attachment; the core refuses non-images and oversized files before download."""
@@ -112,12 +113,13 @@ class Media:
         return Found(self.links.image_ref(media.url), label)
 
     def in_message(self, message: discord.Message, limit: int) -> MessageImages:
-        """Every image attachment and embedded image of ``message``, in order, up to
-        ``limit``; names of attachments that are not still images are listed as skipped."""
+        """Every image (with ``videos``: and video) attachment and embedded image of
+        ``message``, in order, up to ``limit``; names of attachments that cannot be checked
+        are listed as skipped. Video embeds (link previews, GIF pickers) are not fetched."""
         out = MessageImages()
         candidates: list[Found] = []
         for attachment in message.attachments:
-            if kind_of(attachment.content_type, attachment.filename) is None:
+            if kind_of(attachment.content_type, attachment.filename, videos=self.videos) is None:
                 candidates.append(self.attachment(attachment))
             else:
                 out.skipped.append(attachment.filename)

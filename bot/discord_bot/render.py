@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import discord
 
-from bot.core import Band, Refusal, Reply, Verdict
+from bot.core import Band, Refusal, Reply, Verdict, VideoVerdict
 from bot.core.replies import CAVEAT, too_small_line
 from bot.core.texts import clip
 from bot.discord_bot import texts
@@ -83,7 +83,7 @@ def _verdict(verdict: Verdict, number: int, model: str | None, elapsed_s: float 
         description=clip(_description(verdict), DESCRIPTION),
     )
     scores = verdict.face_scores
-    if len(scores) > 1:
+    if len(scores) > 1 and not isinstance(verdict, VideoVerdict):  # a video's are in the text
         shown = scores if len(scores) <= FIELDS else scores[:MAX_FACE_FIELDS]
         for face in shown:
             embed.add_field(name=face.label(), value=face.score(), inline=True)
@@ -94,12 +94,14 @@ def _verdict(verdict: Verdict, number: int, model: str | None, elapsed_s: float 
         embed.set_footer(text=clip(" · ".join(footer), FOOTER))
     if verdict.image is None:
         return Rendered(embed)
-    filename = f"annotated-{number}.jpg"
+    filename = f"{'frames' if isinstance(verdict, VideoVerdict) else 'annotated'}-{number}.jpg"
     embed.set_image(url=f"attachment://{filename}")
     return Rendered(embed, verdict.image, filename)
 
 
 def _description(verdict: Verdict) -> str:
+    if isinstance(verdict, VideoVerdict):  # a line per face track; the sheet's labels match
+        return "\n\n".join(["\n".join(verdict.face_lines), f"*{verdict.caveat}*"])
     parts = []
     if verdict.faces > 1:
         parts.append(

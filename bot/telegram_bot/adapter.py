@@ -36,7 +36,9 @@ from bot.telegram_bot.webhook import WebhookServer
 _log = logging.getLogger(__name__)
 
 ALLOWED_UPDATES = [Update.MESSAGE]
-_MEDIA = filters.PHOTO | filters.Document.ALL | filters.VIDEO | filters.ANIMATION
+_MEDIA = (
+    filters.PHOTO | filters.Document.ALL | filters.VIDEO | filters.ANIMATION | filters.VIDEO_NOTE
+)
 _CHECK_CAPTION = filters.CaptionRegex(r"^/check(@\w+)?(\s|$)")
 
 
@@ -75,6 +77,8 @@ class TelegramBot:
             card,
             self.albums,
             download_limit=settings.telegram_max_download_bytes,
+            progress_after_s=settings.telegram_progress_after_s,
+            progress_every_s=settings.telegram_progress_every_s,
         )
         self._register(self.handlers)
         self.webhook: WebhookServer | None = None

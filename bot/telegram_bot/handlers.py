@@ -13,14 +13,15 @@ import logging
 from collections.abc import Awaitable
 
 from telegram import Message, Update
-from telegram.constants import ChatMemberStatus, ChatType
+from telegram.constants import ChatAction, ChatMemberStatus, ChatType
 from telegram.error import TelegramError
 from telegram.ext import ContextTypes
 
-from bot.core import Band, ChatSettings, CheckService, ModelCard, Verdict
+from bot.core import Band, ChatSettings, CheckService, ModelCard, Verdict, is_video
 from bot.telegram_bot import texts
 from bot.telegram_bot.albums import AlbumCollector
 from bot.telegram_bot.media import image_ref
+from bot.telegram_bot.progress import ProgressMessage
 from bot.telegram_bot.send import Where, chat_action, send_album_reply, send_reply
 
 _log = logging.getLogger(__name__)
@@ -49,8 +50,12 @@ class Handlers:
         albums: AlbumCollector,
         *,
         download_limit: int,
+        progress_after_s: float = 3.0,
+        progress_every_s: float = 2.0,
     ) -> None:
         self.checks = checks
+        self.progress_after_s = progress_after_s
+        self.progress_every_s = progress_every_s
         self.chat_settings = chat_settings
         self.card = card
         self.albums = albums
@@ -159,8 +164,17 @@ class Handlers:
         if ref is None:
             return
         where = Where.answering(asked)
-        async with chat_action(context.bot, where):
-            reply = await self.checks.check(sender_key(asked), ref)
+        if not is_video(ref.mime_type, ref.file_name):
+            async with chat_action(context.bot, where):
+                reply = await self.checks.check(sender_key(asked), ref)
+            await self._send(send_reply(context.bot, where, reply))
+            return
+        progress = ProgressMessage(
+            context.bot, where, after_s=self.progress_after_s, every_s=self.progress_every_s
+        )
+        async with chat_action(context.bot, where, ChatAction.UPLOAD_VIDEO):
+            reply = await self.checks.check(sender_key(asked), ref, on_progress=progress)
+            await progress.finish()
         await self._send(send_reply(context.bot, where, reply))
 
     async def _check_album(self, context: Context, parts: list[Message]) -> None:

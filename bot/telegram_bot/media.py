@@ -1,5 +1,6 @@
-"""Telegram messages → :class:`~bot.core.check.ImageRef`: which media a message carries, what
-its declared size and type are, and how to download it through the Bot API.
+"""Telegram messages → :class:`~bot.core.check.ImageRef`: which media a message carries (photo,
+file, video, animation, video note), what its declared size and type are, and how to download
+it through the Bot API.
 
 Photos are Telegram's recompressed JPEGs (largest size last, about 1280 px); a picture sent
 "as a file" is a document carrying the original bytes. Files over the Bot API's download limit
@@ -70,10 +71,13 @@ def image_ref(message: Message, bot: Bot, download_limit: int) -> ImageRef | Non
         )
     video = message.video or message.animation or message.video_note
     if video is not None:
-        # Refused by the core before any download: the detector judges still images only.
+        # Videos, animations (Telegram sends GIFs as MP4) and round video notes: checked per
+        # face track when the core has videos on, else refused before any download.
+        mime = getattr(video, "mime_type", None) or "video/mp4"  # video notes declare none
         return ImageRef(
             fetch=functools.partial(download, bot, video.file_id, download_limit),
-            mime_type="video/mp4",
+            declared_size=video.file_size,
+            mime_type=mime if mime.startswith("video/") else "video/mp4",
             download_limit=download_limit,
             platform=PLATFORM,
         )

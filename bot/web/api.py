@@ -20,7 +20,7 @@ from aiohttp import BodyPartReader, web
 from PIL import Image
 
 from bot.core import DownloadFailed, ImageRef
-from bot.core.replies import CAVEAT, Problem, Refusal, Verdict
+from bot.core.replies import CAVEAT, Problem, Refusal, Verdict, VideoVerdict
 
 # Problem → HTTP status. 400: the request itself is wrong; 413: over a size limit; 415: not an
 # image we can read; 422: an image without a face we can judge; 429: the client's rate limit;
@@ -81,12 +81,19 @@ def refusal_response(refusal: Refusal) -> web.Response:
 
 def verdict_json(verdict: Verdict, file_name: str | None) -> dict[str, Any]:
     """The same object as ``deepfake-bot check --json`` (``path`` is the uploaded file's name),
-    plus the model, image size, timings and the verdict in words."""
+    plus the model, image size, timings and the verdict in words. A video's is the video
+    object (``"kind": "video"``, ``tracks``), with the same words."""
+    words = {"label": verdict.band.label, "headline": verdict.headline}
+    if isinstance(verdict, VideoVerdict):
+        assert verdict.video is not None, "video_reply always keeps the video"
+        return {"path": file_name, **verdict.video.to_dict(), "error": None, **words,
+                "caveat": verdict.caveat}  # fmt: skip
     analysis = verdict.analysis
     assert analysis is not None, "verdict_reply always keeps the analysis"
     full = analysis.to_dict()
     return {
         "path": file_name,
+        "kind": "image",
         "verdict": full["verdict"],
         "p_fake": full["p_fake"],
         "faces": full["faces"],

@@ -24,7 +24,15 @@ from prometheus_client import (
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from bot.core import Admission, CheckLimits, CheckService, ImageRef, Reply, SlidingWindowLimiter
+from bot.core import (
+    Admission,
+    CheckLimits,
+    CheckService,
+    ImageRef,
+    Progress,
+    Reply,
+    SlidingWindowLimiter,
+)
 from bot.core.detector_port import Detector
 from bot.core.replies import Problem, Refusal, Verdict
 from bot.logs import request_context, request_id
@@ -148,7 +156,9 @@ class MeteredCheckService(CheckService):
         self.metrics = metrics
         metrics.watch_admission(admission)
 
-    async def check_many(self, sender: str, refs: Sequence[ImageRef]) -> list[Reply]:
+    async def check_many(
+        self, sender: str, refs: Sequence[ImageRef], *, on_progress: Progress | None = None
+    ) -> list[Reply]:
         platform = platform_of(sender)
         downloads: dict[int, float] = {}
 
@@ -164,7 +174,7 @@ class MeteredCheckService(CheckService):
         with request_context(request_id.get()):
             t0 = time.perf_counter()
             replies = await super().check_many(
-                sender, [timed(i, ref) for i, ref in enumerate(refs)]
+                sender, [timed(i, ref) for i, ref in enumerate(refs)], on_progress=on_progress
             )
             total = time.perf_counter() - t0
         for i, reply in enumerate(replies):

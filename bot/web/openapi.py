@@ -60,6 +60,7 @@ def spec() -> dict[str, Any]:
                                 }
                             },
                             "image/*": {"schema": {"type": "string", "format": "binary"}},
+                            "video/*": {"schema": {"type": "string", "format": "binary"}},
                             "application/octet-stream": {
                                 "schema": {"type": "string", "format": "binary"}
                             },
@@ -70,9 +71,10 @@ def spec() -> dict[str, Any]:
                             "description": "A verdict. With 'Accept: image/png', the annotated "
                             "image instead (headers X-Verdict and X-P-Fake).",
                             "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/Check"}
-                                },
+                                "application/json": {"schema": {"oneOf": [
+                                    {"$ref": "#/components/schemas/Check"},
+                                    {"$ref": "#/components/schemas/VideoCheck"},
+                                ]}},
                                 "image/png": {"schema": {"type": "string", "format": "binary"}},
                             },
                         },
@@ -161,6 +163,7 @@ def spec() -> dict[str, Any]:
                     "properties": {
                         "path": {"type": ["string", "null"],
                                  "description": "the uploaded file's name"},
+                        "kind": {"const": "image"},
                         "verdict": {"$ref": "#/components/schemas/Verdict"},
                         "p_fake": {"type": "number", "minimum": 0, "maximum": 1,
                                    "description": "of the most suspicious face"},
@@ -178,6 +181,58 @@ def spec() -> dict[str, Any]:
                         "headline": {"type": "string"},
                         "caveat": {"type": "string"},
                         "annotated_png": {"type": "string", "contentEncoding": "base64"},
+                    },
+                },
+                "Track": {
+                    "type": "object",
+                    "description": "One face followed over the sampled frames; p_fake is the "
+                    "mean over its frames (the served rule), beside max, median, top-third mean.",
+                    "required": ["track", "p_fake", "frames", "first_s", "last_s",
+                                 "boxes_sample"],
+                    "properties": {
+                        "track": {"type": "integer"},
+                        "verdict": {"$ref": "#/components/schemas/Verdict"},
+                        "p_fake": {"type": "number"}, "p_max": {"type": "number"},
+                        "p_median": {"type": "number"}, "p_top_mean": {"type": "number"},
+                        "share_fake": {"type": "number"},
+                        "frames": {"type": "integer"},
+                        "first_s": {"type": "number"}, "last_s": {"type": "number"},
+                        "boxes_sample": {"type": "array", "items": {
+                            "type": "object",
+                            "properties": {"t_s": {"type": "number"}, "box": box},
+                        }},
+                        "frame_scores": {"type": "array", "items": {
+                            "type": "array", "items": {"type": "number"}}},
+                    },
+                },
+                "VideoCheck": {
+                    "type": "object",
+                    "description": "A video or animation: the verdict of the most suspicious "
+                    "face track ('deepfake-bot check --json' on a video, plus words).",
+                    "required": ["kind", "verdict", "p_fake", "tracks", "model"],
+                    "properties": {
+                        "path": {"type": ["string", "null"]},
+                        "kind": {"const": "video"},
+                        "verdict": {"$ref": "#/components/schemas/Verdict"},
+                        "p_fake": {"type": "number"},
+                        "rule": {"type": "string", "enum": ["mean"]},
+                        "deciding_track": {"type": "integer"},
+                        "tracks": {"type": "array",
+                                   "items": {"$ref": "#/components/schemas/Track"}},
+                        "frames_sampled": {"type": "integer"},
+                        "frames_with_faces": {"type": "integer"},
+                        "faces_too_small": {"type": "integer"},
+                        "duration_s": {"type": "number"},
+                        "width": {"type": "integer"}, "height": {"type": "integer"},
+                        "container": {"type": "string"},
+                        "model": {"type": "string"},
+                        "timings_ms": {"type": "object",
+                                       "additionalProperties": {"type": "number"}},
+                        "error": {"type": "null"},
+                        "label": {"type": "string"}, "headline": {"type": "string"},
+                        "caveat": {"type": "string"},
+                        "annotated_png": {"type": "string", "contentEncoding": "base64",
+                                          "description": "the contact sheet"},
                     },
                 },
             },

@@ -16,6 +16,7 @@ from PIL import Image
 from detector.config import ModelConfig
 from detector.faces import Box
 from detector.results import Analysis, FaceResult
+from detector.video_results import TrackFrame, TrackResult, VideoAnalysis
 
 FAKE_CONFIG = ModelConfig(name="fake detector (tests)", thresholds=(0.3, 0.7))
 
@@ -39,7 +40,27 @@ def analysis(*p_fakes: float, width: int = 900, height: int = 600) -> Analysis:
     return Analysis(tuple(faces), width, height, FAKE_CONFIG.name)
 
 
-Script = Callable[[bytes], Analysis | BaseException]
+def video_analysis(
+    *tracks: list[float], fps: float = 4.0, container: str = "mp4"
+) -> VideoAnalysis:
+    """A video with one track per score list (one score per sampled frame, ``fps`` apart),
+    the faces side by side, banded like a real config; the worst track decides."""
+    results = []
+    for n, scores in enumerate(tracks, start=1):
+        box = Box(100 * n, 50, 100 * n + 80, 130)
+        sightings = tuple(TrackFrame(i / fps, box, p) for i, p in enumerate(scores))
+        mean = sum(scores) / len(scores)
+        results.append(TrackResult(n, sightings, FAKE_CONFIG.band(mean), FAKE_CONFIG.thresholds[1]))
+    frames = max(len(t) for t in tracks)
+    deciding = max(range(len(results)), key=lambda i: results[i].p_fake)
+    return VideoAnalysis(
+        tuple(results), deciding, 640, 360, frames / fps, frames, frames, container,
+        FAKE_CONFIG.name,
+    )
+
+
+Result = Analysis | VideoAnalysis
+Script = Callable[[bytes], Result | BaseException]
 
 
 @dataclass
@@ -53,23 +74,45 @@ class FakeDetector:
         self.seen: list[bytes] = []
         self.hold = asyncio.Event()
         self.hold.set()
+        self.step = asyncio.Event()  # between a scripted video's progress reports
+        self.step.set()
         self.entered = asyncio.Event()
         self.closed = False
         self.closed_at = 0.0
         self.in_flight = 0
 
     async def analyze(self, data: bytes, *, annotate: bool = False) -> Analysis:
+        result = await self.analyze_media(data, annotate=annotate)
+        assert isinstance(result, Analysis), "the script answered a video to analyze()"
+        return result
+
+    async def analyze_media(
+        self,
+        data: bytes,
+        *,
+        annotate: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Result:
+        """Like the service: a scripted video reports each of its frames to ``on_progress``,
+        waiting for ``step`` (set: no wait) before each."""
         self.seen.append(data)
         self.in_flight += 1
         self.entered.set()
         try:
             await self.hold.wait()
             result = self.script(data)
+            if isinstance(result, VideoAnalysis) and on_progress is not None:
+                for k in range(1, result.frames_sampled + 1):
+                    await self.step.wait()
+                    on_progress(k, result.frames_sampled)
+                    await asyncio.sleep(0)
         finally:
             self.in_flight -= 1
         if isinstance(result, BaseException):
             raise result
-        if annotate:
+        if annotate and isinstance(result, VideoAnalysis):
+            return replace(result, contact_sheet_jpeg=ANNOTATED)
+        if annotate and isinstance(result, Analysis):
             result = replace(result, annotated_jpeg=ANNOTATED)
         return result
 
@@ -79,5 +122,5 @@ class FakeDetector:
         self.closed_at = time.monotonic()
 
 
-def always(result: Analysis | BaseException) -> Script:
+def always(result: Result | BaseException) -> Script:
     return lambda data: result

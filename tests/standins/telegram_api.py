@@ -470,6 +470,19 @@ class TelegramStandIn(LoopbackServer):
         self._check_reply(call, chat)
         return self._sent(chat, text=text)
 
+    async def _m_editMessageText(self, call: Call, request: web.Request) -> Any:
+        chat = self._chat(call)
+        key = (chat["id"], int(call.params.get("message_id", 0)))
+        if key not in self.messages or self.messages[key]["from"] != self.bot_user:
+            raise _ApiError(400, "Bad Request: message to edit not found")
+        text = call.params.get("text", "")
+        if not text.strip():
+            raise _ApiError(400, "Bad Request: message text is empty")
+        if self.messages[key].get("text") == text:
+            raise _ApiError(400, "Bad Request: message is not modified")
+        self.messages[key] = {**self.messages[key], "text": text, "edit_date": int(time.time())}
+        return self.messages[key]
+
     async def _m_sendPhoto(self, call: Call, request: web.Request) -> Any:
         chat = self._chat(call)
         self._check_caption(call.params.get("caption"))

@@ -127,6 +127,7 @@
   }
 
   function drawBoxes(card, data) {
+    if (data.kind === "video") return;  // boxes move over time: the rows say when instead
     const frame = card.querySelector(".frame");
     const w = data.width, h = data.height;
     const place = (el, box) => {
@@ -169,11 +170,18 @@
       " probability of a face manipulation";
     v.querySelector(".caveat").textContent = data.caveat;
     const body = v.querySelector("tbody");
-    data.faces.forEach((face, i) => {
+    // A video's rows are its face tracks: when each face is seen, and its mean over frames.
+    const rows = data.kind === "video"
+      ? data.tracks.map((t) => ({ verdict: t.verdict, p_fake: t.p_fake,
+          where: t.first_s.toFixed(1) + "–" + t.last_s.toFixed(1) + " s, " + t.frames +
+            (t.frames === 1 ? " frame" : " frames") }))
+      : data.faces.map((f) => ({ verdict: f.verdict, p_fake: f.p_fake,
+          where: position(f.box, data.width) }));
+    rows.forEach((face, i) => {
       const tr = document.createElement("tr");
       const cells = [
         "Face " + (i + 1),
-        position(face.box, data.width),
+        face.where,
         ({ real: "No manipulation detected", uncertain: "Uncertain",
            fake: "Likely manipulated" })[BANDS[face.verdict]],
         formatPercent(face.p_fake),
