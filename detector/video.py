@@ -24,6 +24,7 @@ import logging
 import math
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     import av
 
 from detector.annotate import BAND_COLOURS
+from detector.config import Band
 from detector.errors import (
     CorruptVideo,
     NoFaceInVideo,
@@ -523,7 +525,7 @@ class VideoPipeline:
         sheet = None
         if annotate:
             t0 = time.perf_counter()
-            sheet = contact_sheet(video, tracks)
+            sheet = contact_sheet(video, tracks, config.band)
             timings_ms["contact_sheet"] = _ms(t0)
         return VideoAnalysis(
             tracks=tracks,
@@ -567,9 +569,15 @@ def sheet_times(tracks: tuple[TrackResult, ...], n: int = 4) -> list[float]:
     return sorted(sorted(worst, key=lambda k: worst[k], reverse=True)[:n])
 
 
-def contact_sheet(video: DecodedVideo, tracks: tuple[TrackResult, ...], n: int = 4) -> bytes:
+def contact_sheet(
+    video: DecodedVideo,
+    tracks: tuple[TrackResult, ...],
+    band: Callable[[float], Band],
+    n: int = 4,
+) -> bytes:
     """A JPEG grid of the ``n`` most suspicious sampled frames (in time order), each with its
-    tracked faces boxed in their band colour and labelled with track, time and P(fake)."""
+    tracked faces labelled with track, time and that frame's P(fake), boxed in the colour of
+    that frame's band (as an image's faces are: a 38% label is never drawn green)."""
     by_time = {f.t_s: f for f in video.frames}
     thumbs = []
     for t_s in sheet_times(tracks, n):
@@ -585,7 +593,7 @@ def contact_sheet(video: DecodedVideo, tracks: tuple[TrackResult, ...], n: int =
                     continue
                 f = k / frame.scale  # original px → thumbnail px
                 x1, y1, x2, y2 = (round(v * f) for v in s.box.as_list())
-                colour = BAND_COLOURS[track.band]
+                colour = BAND_COLOURS[band(s.p_fake)]
                 draw.rectangle((x1, y1, x2 - 1, y2 - 1), outline=colour, width=3)
                 pct = f"{s.p_fake * 100:.0f}% fake"
                 label = pct if len(tracks) == 1 else f"face {track.number}: {pct}"
