@@ -10,6 +10,7 @@ import asyncio
 import resource
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ class TimedDetector:
             self.in_flight -= 1
         result = analysis(0.2)
         return replace(result, annotated_jpeg=ANNOTATED) if annotate else result
+
+    async def analyze_media(
+        self,
+        data: bytes,
+        *,
+        annotate: bool = False,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> Analysis:
+        """The burst sends pictures only: the media path is the image path here."""
+        return await self.analyze(data, annotate=annotate)
 
     async def close(self) -> None:
         self.closed = True
