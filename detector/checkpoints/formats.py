@@ -215,6 +215,14 @@ def _read_zip(path: Path) -> RawCheckpoint:
         if len(infos) > MAX_ZIP_MEMBERS:
             raise UnsupportedCheckpoint("zip archive with too many members")
         names = [info.filename for info in infos]
+        escaping = next((n for n in names if _leaves_archive(n)), None)
+        if escaping is not None:
+            # torch.save never writes such a name; nothing is extracted either way, but it
+            # marks a crafted file (and torch's own reader fails on it untyped).
+            raise UnsafeCheckpoint(
+                f"refusing to load: the zip archive names a member outside the archive "
+                f"({display_name(escaping)})"
+            )
         if any(_is_torchscript_member(name) for name in names):
             raise UnsupportedCheckpoint(
                 "this is a TorchScript archive (torch.jit.save), which is not supported: "
@@ -264,6 +272,12 @@ def _read_zip(path: Path) -> RawCheckpoint:
             return _module_checkpoint("torch-zip", contents, storages)
     _require_plain_state_dict(contents)
     return RawCheckpoint("torch-zip", "state_dict", _torch_load(path))
+
+
+def _leaves_archive(name: str) -> bool:
+    """An absolute path, a backslash path, or one climbing out with ``..`` (a ``:`` is fine:
+    torch names the archive after the file, and ``ckpt:v2.pth`` is a legal file name)."""
+    return name.startswith("/") or "\\" in name or ".." in name.split("/")
 
 
 def _is_torchscript_member(name: str) -> bool:
