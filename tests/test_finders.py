@@ -15,7 +15,7 @@ from detector.errors import FinderUnavailable
 from detector.faces import Box, FaceFinder, Finder
 from detector.finders import BUILDERS, SERVED, make_finder
 from detector.finders.common import BoxMap, iou
-from detector.finders.rotated import RotatedPasses
+from detector.finders.rotated import MAX_TURNED_SIDE, RotatedPasses
 from detector.tools.faceset import agrees
 
 from .face_scenes import astronaut, scene_with
@@ -132,3 +132,34 @@ def test_agreement_is_loose_about_shape_strict_about_place() -> None:
     assert agrees(Box(95, 90, 205, 230), face)  # MTCNN-like: taller, lower
     assert not agrees(Box(190, 100, 290, 200), face)  # the neighbour
     assert not agrees(Box(0, 0, 400, 400), face)  # far too large
+
+
+class _Recording:
+    """A finder that notes the size of every picture it is given."""
+
+    def __init__(self, inner: Finder) -> None:
+        self.inner = inner
+        self.sizes: list[tuple[int, int]] = []
+        self.name = f"recording-{inner.name}"
+
+    def find(self, rgb: np.ndarray) -> list[Box]:
+        self.sizes.append((rgb.shape[1], rgb.shape[0]))
+        return self.inner.find(rgb)
+
+
+def test_rotated_passes_turn_a_shrunk_copy_of_a_large_picture() -> None:
+    """Turning happens on a copy at most MAX_TURNED_SIDE px (a turned 12000x16 strip at full
+    size took ~500 MB), and boxes still come back onto the face in full-size coordinates."""
+    # A face rolled by 50° (HOG misses it upright); PIL turns counter-clockwise, as the scene
+    # does, so -50° stands it up. This also checks the turn back of the centre, which the test
+    # above does not reach (HOG finds its 35° face upright).
+    rgb, known = scene_with([(420, (800, 600), 50)], size=(3200, 2400))
+    inner = _Recording(FaceFinder())
+    boxes = RotatedPasses(inner, (-50.0,)).find(rgb)
+    turned = inner.sizes[1:]  # the first call is the upright pass, at full size
+    assert turned and all(max(w, h) <= MAX_TURNED_SIDE * 1.4 for w, h in turned), turned
+    assert boxes, "HOG finds the face once it is turned upright"
+    k, b = known[0], boxes[0]
+    dist = math.hypot((b.x1 + b.x2 - k.x1 - k.x2) / 2, (b.y1 + b.y2 - k.y1 - k.y2) / 2)
+    assert dist < 0.15 * k.width
+    assert 0.5 < b.width / k.width < 2.0  # the size is scaled back too
