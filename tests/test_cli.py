@@ -61,8 +61,15 @@ def test_check_json_one_object_per_input_and_nothing_lost(
 
 
 def test_check_table_and_annotations(
-    inputs: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    inputs: Path,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # A wide table: at rich's default 80 columns a long temporary path folds over two lines,
+    # and whether the name splits depended on the pytest folder's number.
+    monkeypatch.setenv("COLUMNS", "400")
     out_dir = tmp_path / "annotated"
     face = inputs / "a_face.jpg"
     code = main(["check", str(face), "--annotate", str(out_dir), "--weights", str(tiny_checkpoint)])
