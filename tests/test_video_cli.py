@@ -53,8 +53,13 @@ def test_check_json_answers_videos_per_track(
 
 
 def test_check_table_and_contact_sheet(
-    videos: Path, tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    videos: Path,
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # no folding of the words checked below
     out_dir = tmp_path / "out"
     clip = videos / "two.mp4"
     assert main(["check", str(clip), "--annotate", str(out_dir), "--weights",
