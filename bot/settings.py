@@ -7,6 +7,7 @@ contract (operators and docs rely on them). Nothing is read at import time: ``ma
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Literal
@@ -106,6 +107,24 @@ class Settings(BaseSettings):
     # --- web page, HTTP API and /metrics (on HTTP_HOST:HTTP_PORT) ------------------------------
     web_enabled: bool = True
     http_api_token: SecretStr | None = None
+    # Behind a reverse proxy: its addresses or networks, comma-separated. Then every request
+    # (but /healthz, /readyz, /metrics) must come through it with X-Forwarded-For, and the
+    # client address it names is the one rate limits count. Empty: the peer address counts.
+    http_trusted_proxies: str = ""
+
+    @field_validator("http_trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @property
+    def trusted_proxies(self) -> tuple[str, ...]:
+        return tuple(filter(None, (v.strip() for v in self.http_trusted_proxies.split(","))))
 
     @field_validator("log_level", mode="before")
     @classmethod

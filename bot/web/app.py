@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp_remotes import XForwardedStrict
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.core import Band, CheckService, DetectorClosed, IdleTracker, ModelCard
@@ -60,6 +61,10 @@ _CSP = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
+
+
+# Reached directly (health checks, Prometheus) even when a proxy fronts everything else.
+_DIRECT = ("/healthz", "/readyz", "/metrics")
 
 
 class WebIntake:
@@ -100,8 +105,10 @@ class WebServer:
         api_token: str | None = None,
         max_image_bytes: int,
         max_faces: int = 8,
+        trusted_proxies: tuple[str, ...] = (),
     ) -> None:
         self.host = host
+        self.trusted_proxies = trusted_proxies
         self.port = port
         self.checks = checks
         self.card = card
@@ -119,7 +126,13 @@ class WebServer:
         return f"http://{host}:{self.port}"
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware])
+        middlewares = [self._middleware]
+        if self.trusted_proxies:
+            # aiohttp-remotes: the client address from X-Forwarded-For, only when the peer is
+            # one of the trusted proxies (a direct client cannot name itself someone else).
+            remotes = XForwardedStrict([list(self.trusted_proxies)], white_paths=_DIRECT)
+            middlewares.insert(0, remotes.middleware)
+        app = web.Application(middlewares=middlewares)
         app.router.add_get("/", self._index)
         app.router.add_static("/static/", STATIC, follow_symlinks=False)
         app.router.add_post("/v1/check", self._check)
@@ -276,7 +289,7 @@ def attach_web(
     web = WebServer(
         settings.http_host, settings.http_port, checks=service.checks, card=card,
         metrics=metrics, ready=lambda: service.ready, max_image_bytes=settings.max_image_bytes,
-        max_faces=settings.max_faces,
+        max_faces=settings.max_faces, trusted_proxies=settings.trusted_proxies,
         api_token=token.get_secret_value() if token is not None else None,
     )  # fmt: skip
     service.frontends.append(web.intake)
