@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     analysis_timeout_s: float = Field(default=120.0, gt=0)
     chat_settings_file: Path | None = None
 
+    # --- several replicas (optional extra [redis]) ---------------------------------------------
+    # Shared by every replica: Telegram update de-duplication and per-user rate limits, the
+    # Discord identify lock and chat settings. Unset: each process keeps them itself.
+    redis_url: SecretStr | None = None  # redis://[:password@]host:port/db (may hold a password)
+    redis_prefix: str = Field(default="deepfake-bot:", min_length=1, max_length=64)
+
     # --- process --------------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
@@ -138,6 +144,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "telegram_token", "discord_token", "telegram_webhook_secret", "http_api_token",
+        "redis_url",
         mode="before",
     )
     @classmethod
@@ -153,6 +160,15 @@ class Settings(BaseSettings):
     def _http_url(cls, value: str) -> str:
         if urlsplit(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in {"redis", "rediss", "unix"}:
+                raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
 
     @field_validator("discord_gateway_url")
