@@ -18,7 +18,7 @@ from bot.core.errors import (
     UrlRefused,
 )
 from bot.core.model_card import ModelCard
-from bot.core.ratelimit import SlidingWindowLimiter
+from bot.core.ratelimit import RateLimiter, SlidingWindowLimiter
 from bot.core.replies import (
     FaceScore,
     Hint,
@@ -63,6 +63,7 @@ __all__ = [
     "Problem",
     "Progress",
     "RateLimited",
+    "RateLimiter",
     "Refusal",
     "Reply",
     "SlidingWindowLimiter",

@@ -31,7 +31,7 @@ from bot.core.errors import (
     NotSupportedMedia,
     RateLimited,
 )
-from bot.core.ratelimit import SlidingWindowLimiter
+from bot.core.ratelimit import RateLimiter
 from bot.core.replies import (
     Hint,
     Problem,
@@ -119,7 +119,7 @@ class CheckService:
         *,
         limits: CheckLimits,
         admission: Admission,
-        rate_limiter: SlidingWindowLimiter,
+        rate_limiter: RateLimiter,
     ) -> None:
         self.detector = detector
         self.limits = limits
@@ -169,7 +169,7 @@ class CheckService:
                 todo.append(i)
         if todo:
             try:
-                self.rate_limiter.acquire(sender, cost=len(todo))
+                await self.rate_limiter.acquire(sender, cost=len(todo))
             except RateLimited as exc:
                 refusal = error_reply(exc)
                 for i in todo:
@@ -182,7 +182,7 @@ class CheckService:
             if isinstance(reply, Refusal) and reply.problem in _REFUNDED:
                 refunds += 1
         if refunds:
-            self.rate_limiter.refund(sender, refunds)
+            await self.rate_limiter.refund(sender, refunds)
         assert all(r is not None for r in replies)
         return [r for r in replies if r is not None]
 

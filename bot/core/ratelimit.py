@@ -1,8 +1,11 @@
 """Per-sender rate limits: at most ``limit`` checks in any sliding window of ``window_s``.
 
-In memory, per process (a shared store comes with multi-replica deployments). Memory stays
-bounded: keys whose last check left the window are dropped, and the number of tracked keys is
-capped (the stalest keys are forgotten first, which can only ever favour the sender).
+:class:`RateLimiter` is what the core needs; :class:`SlidingWindowLimiter` keeps the windows in
+memory, per process (several replicas share one budget through
+:class:`bot.core.redis_ratelimit.RedisWindowLimiter` instead). The interface is async for the
+shared store's sake. Memory stays bounded: keys whose last check left the window are dropped,
+and the number of tracked keys is capped (the stalest keys are forgotten first, which can only
+ever favour the sender).
 """
 
 from __future__ import annotations
@@ -10,8 +13,23 @@ from __future__ import annotations
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from typing import Protocol
 
 from bot.core.errors import RateLimited
+
+
+class RateLimiter(Protocol):
+    """At most ``limit`` checks per sender in any sliding window (0: no limit)."""
+
+    @property
+    def limit(self) -> int: ...
+
+    async def acquire(self, key: str, cost: int = 1) -> None:
+        """Charge ``cost`` checks to ``key`` now, or raise :class:`RateLimited` charging
+        nothing."""
+
+    async def refund(self, key: str, cost: int = 1) -> None:
+        """Give back the most recent ``cost`` checks of ``key``."""
 
 
 class SlidingWindowLimiter:
@@ -52,7 +70,7 @@ class SlidingWindowLimiter:
             hits.popleft()
         return hits
 
-    def acquire(self, key: str, cost: int = 1) -> None:
+    async def acquire(self, key: str, cost: int = 1) -> None:
         """Record ``cost`` checks for ``key`` now, or raise :class:`RateLimited` (recording
         nothing) when they do not fit. ``cost`` above the limit can never fit."""
         if not self.enabled or cost <= 0:
@@ -71,7 +89,7 @@ class SlidingWindowLimiter:
         hits.extend([now] * cost)
         self._evict(now)
 
-    def refund(self, key: str, cost: int = 1) -> None:
+    async def refund(self, key: str, cost: int = 1) -> None:
         """Give back the most recent ``cost`` checks (the request was refused for our reasons,
         such as a busy detector, not the sender's)."""
         hits = self._hits.get(key)

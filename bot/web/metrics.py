@@ -30,8 +30,8 @@ from bot.core import (
     CheckService,
     ImageRef,
     Progress,
+    RateLimiter,
     Reply,
-    SlidingWindowLimiter,
 )
 from bot.core.detector_port import Detector
 from bot.core.replies import Problem, Refusal, Verdict
@@ -149,7 +149,7 @@ class MeteredCheckService(CheckService):
         *,
         limits: CheckLimits,
         admission: Admission,
-        rate_limiter: SlidingWindowLimiter,
+        rate_limiter: RateLimiter,
         metrics: Metrics,
     ) -> None:
         super().__init__(detector, limits=limits, admission=admission, rate_limiter=rate_limiter)
