@@ -29,7 +29,7 @@ from bot.settings import Settings
 from bot.telegram_bot import texts
 from bot.telegram_bot.albums import AlbumCollector
 from bot.telegram_bot.flood import FloodControl
-from bot.telegram_bot.handled import HandledUpdates
+from bot.telegram_bot.handled import HandledUpdates, UpdateLedger
 from bot.telegram_bot.handlers import Handlers
 from bot.telegram_bot.webhook import WebhookServer
 
@@ -51,7 +51,11 @@ class TelegramBot:
         checks: CheckService,
         chat_settings: ChatSettings,
         card: ModelCard,
+        *,
+        updates: UpdateLedger | None = None,
     ) -> None:
+        """``updates``: the de-duplication store (shared in Redis across replicas); by default
+        this process's own, kept in ``TELEGRAM_UPDATES_FILE`` when that is set."""
         if settings.telegram_token is None:
             raise ValueError("TELEGRAM_TOKEN is not set")
         self.settings = settings
@@ -70,7 +74,9 @@ class TelegramBot:
             builder = builder.updater(None)
         self.application = builder.build()
         self.albums = AlbumCollector(settings.telegram_album_wait_s)
-        self.handled = HandledUpdates(settings.telegram_updates_file)
+        self.handled = (
+            updates if updates is not None else HandledUpdates(settings.telegram_updates_file)
+        )
         self.handlers = Handlers(
             checks,
             chat_settings,
@@ -87,7 +93,8 @@ class TelegramBot:
     def _register(self, h: Handlers) -> None:
         app = self.application
         # Redelivered updates (after a crash, or a late webhook answer) are answered once:
-        # group -1 drops ids already handled, group 1 records an id once its handlers finished.
+        # group -1 claims an id (or drops it: already answered), group 1 records it once its
+        # handlers finished.
         app.add_handler(TypeHandler(Update, self._skip_handled), group=-1)
         app.add_handler(TypeHandler(Update, self._mark_handled), group=1)
         private = filters.ChatType.PRIVATE & filters.UpdateType.MESSAGE
@@ -106,12 +113,12 @@ class TelegramBot:
         app.add_error_handler(h.on_error)
 
     async def _skip_handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        if update.update_id in self.handled:
+        if not await self.handled.claim(update.update_id):
             _log.info("update %d was already answered; not answering it again", update.update_id)
             raise ApplicationHandlerStop
 
     async def _mark_handled(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        await self.handled.record(update.update_id)
+        await self.handled.done(update.update_id)
 
     async def start(self) -> None:
         """Connect (``getMe``), register the command menu, start processing and intake."""
@@ -171,6 +178,7 @@ class TelegramBot:
         """Take no new updates. (A webhook stays registered: Telegram keeps updates queued
         for the next start instead of losing them.)"""
         self.running = False
+        self.handled.stop_waiting()
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()

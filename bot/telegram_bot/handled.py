@@ -10,6 +10,9 @@ An id is recorded when its handlers have *finished* (the reply was sent), so an 
 still being checked when the process died is answered after the restart rather than lost. The
 window left is the moment between a reply and the write. (An album part's handler finishes when
 the part is handed to the album collector, before the album's reply.)
+
+Both stores satisfy :class:`UpdateLedger`: this one for one process, and
+:class:`bot.telegram_bot.claims.RedisUpdateClaims` for several replicas sharing Redis.
 """
 
 from __future__ import annotations
@@ -20,8 +23,22 @@ import logging
 import os
 from collections import OrderedDict
 from pathlib import Path
+from typing import Protocol
 
 _log = logging.getLogger(__name__)
+
+
+class UpdateLedger(Protocol):
+    """Which updates this bot has answered (or is answering), asked before handling one."""
+
+    async def claim(self, update_id: int) -> bool:
+        """True: handle this update here (then call :meth:`done`); False: it was answered."""
+
+    async def done(self, update_id: int) -> None:
+        """Its handlers have finished."""
+
+    def stop_waiting(self) -> None:
+        """Shutting down: stop waiting on updates others are answering."""
 
 
 class HandledUpdates:
@@ -52,6 +69,15 @@ class HandledUpdates:
 
     def __len__(self) -> int:
         return len(self._ids)
+
+    async def claim(self, update_id: int) -> bool:
+        return update_id not in self._ids
+
+    async def done(self, update_id: int) -> None:
+        await self.record(update_id)
+
+    def stop_waiting(self) -> None:
+        pass  # one process never waits on another
 
     async def record(self, update_id: int) -> None:
         self._ids[update_id] = None
