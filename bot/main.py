@@ -20,6 +20,7 @@ from detector.training import commands as training_commands
 
 if TYPE_CHECKING:
     from bot.core import ChatSettings, ModelCard
+    from bot.redis_client import SharedRedis
     from bot.settings import Settings
     from detector.pipeline import Pipeline
     from detector.service import ServiceOptions
@@ -132,6 +133,42 @@ def service_options(settings: Settings) -> ServiceOptions:
 async def _serve(
     settings: Settings, pipeline: Pipeline, card: ModelCard, chat_settings: ChatSettings
 ) -> int:
+    """Connect to Redis when ``REDIS_URL`` is set (unreachable: exit 2, the URL, which may hold
+    a password, never printed), serve, close it last."""
+    from bot.redis_client import RedisUnavailable, connect
+
+    redis: SharedRedis | None = None
+    if settings.redis_url is not None:
+        try:
+            redis = await connect(settings.redis_url, settings.redis_prefix)
+        except RedisUnavailable as exc:
+            sys.stderr.write(f"deepfake-bot run: {exc}\n")
+            return 2
+    _log_stores(settings, redis)
+    try:
+        return await _serve_with(settings, pipeline, card, chat_settings, redis)
+    finally:
+        if redis is not None:
+            await redis.close()
+
+
+def _log_stores(settings: Settings, redis: SharedRedis | None) -> None:
+    if redis is not None:
+        _log.info("shared state in Redis (keys under %r): per-user rate limits, Telegram update "
+                  "de-duplication", settings.redis_prefix)
+        return
+    kept = settings.telegram_updates_file or "memory"
+    _log.info("state kept by this process alone: rate limits in memory, answered Telegram "
+              "updates in %s (set REDIS_URL to run several replicas)", kept)
+
+
+async def _serve_with(
+    settings: Settings,
+    pipeline: Pipeline,
+    card: ModelCard,
+    chat_settings: ChatSettings,
+    redis: SharedRedis | None,
+) -> int:
     from bot.http_health import HealthServer
     from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
     from bot.web import Metrics, attach_web
@@ -156,9 +193,9 @@ async def _serve(
         },
         batch_sizes=lambda: detector.stats.batch_sizes,
     )
-    checks = build_checks(settings, detector, metrics)
+    checks = build_checks(settings, detector, metrics, redis=redis)
     service = Service(
-        build_frontends(settings, checks, card, chat_settings, on_fatal=on_fatal),
+        build_frontends(settings, checks, card, chat_settings, on_fatal=on_fatal, redis=redis),
         checks,
         detector,
         grace_s=settings.shutdown_grace_s,

@@ -24,11 +24,13 @@ from bot.core import (
     CheckService,
     Detector,
     ModelCard,
+    RateLimiter,
     SlidingWindowLimiter,
 )
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.redis_client import SharedRedis
     from bot.web.metrics import Metrics
 
 _log = logging.getLogger(__name__)
@@ -96,11 +98,26 @@ def configure_logging(settings: Settings) -> None:
     configure(settings.log_level, settings.log_format, [redact], _QUIET_LOGGERS)
 
 
+def build_rate_limiter(settings: Settings, redis: SharedRedis | None = None) -> RateLimiter:
+    """Per-sender limits: in this process's memory, or with ``redis`` one budget per sender
+    across every replica."""
+    if redis is None:
+        return SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0)
+    from bot.core.redis_ratelimit import RedisWindowLimiter
+
+    return RedisWindowLimiter(redis, settings.rate_limit_per_minute, 60.0)
+
+
 def build_checks(
-    settings: Settings, detector: Detector, metrics: Metrics | None = None
+    settings: Settings,
+    detector: Detector,
+    metrics: Metrics | None = None,
+    *,
+    redis: SharedRedis | None = None,
 ) -> CheckService:
     """The one check service all adapters share; with ``metrics``, the metered one (counts
-    every check by platform and outcome, gives each a request id for the logs)."""
+    every check by platform and outcome, gives each a request id for the logs); with
+    ``redis``, rate limits shared by every replica."""
     make: Callable[..., CheckService] = CheckService
     if metrics is not None:
         from bot.web.metrics import MeteredCheckService
@@ -117,7 +134,7 @@ def build_checks(
             max_video_bytes=settings.max_video_bytes,
         ),
         admission=Admission(settings.max_concurrent_checks, settings.check_queue_size),
-        rate_limiter=SlidingWindowLimiter(settings.rate_limit_per_minute, 60.0),
+        rate_limiter=build_rate_limiter(settings, redis),
     )
 
 
@@ -128,15 +145,22 @@ def build_frontends(
     chat_settings: ChatSettings,
     *,
     on_fatal: Callable[[BaseException], None] | None = None,
+    redis: SharedRedis | None = None,
 ) -> list[Frontend]:
     """One adapter per platform whose token is set, all on the same ``checks`` (one detector).
     ``on_fatal`` is called when an adapter loses its platform for good after start-up (the
-    Discord gateway refusing the session), so the process can stop and be restarted."""
+    Discord gateway refusing the session), so the process can stop and be restarted. With
+    ``redis``, Telegram updates are de-duplicated across replicas there."""
     frontends: list[Frontend] = []
     if settings.telegram_token is not None:
         from bot.telegram_bot import TelegramBot
 
-        frontends.append(TelegramBot(settings, checks, chat_settings, card))
+        updates = None
+        if redis is not None:
+            from bot.telegram_bot.claims import RedisUpdateClaims
+
+            updates = RedisUpdateClaims.for_bot(redis, settings)
+        frontends.append(TelegramBot(settings, checks, chat_settings, card, updates=updates))
     if settings.discord_token is not None:
         from bot.discord_bot import DiscordBot
 

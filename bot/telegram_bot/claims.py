@@ -26,11 +26,15 @@ import uuid
 from redis.exceptions import RedisError
 
 from bot.redis_client import SharedRedis
+from bot.settings import Settings
 
 _log = logging.getLogger(__name__)
 
 DONE = b"done"
 DONE_TTL_S = 24 * 3600
+# Beyond the longest a check may take (download, analysis, an album's collecting), so a live
+# holder's claim does not run out under it.
+LEASE_MARGIN_S = 120.0
 
 
 class RedisUpdateClaims:
@@ -48,6 +52,18 @@ class RedisUpdateClaims:
         self._poll_s = poll_s
         self._me = uuid.uuid4().hex  # this replica's run: a claim left by an earlier run expires
         self._stopping = asyncio.Event()
+
+    @classmethod
+    def for_bot(cls, redis: SharedRedis, settings: Settings) -> RedisUpdateClaims:
+        """The claims of the bot ``TELEGRAM_TOKEN`` names (its id, the token's public part, keeps
+        two bots on one Redis apart), with a lease of a few minutes (5 by default)."""
+        assert settings.telegram_token is not None
+        bot_id = settings.telegram_token.get_secret_value().partition(":")[0]
+        lease = (
+            settings.download_timeout_s + settings.analysis_timeout_s
+            + settings.telegram_album_wait_s + LEASE_MARGIN_S
+        )  # fmt: skip
+        return cls(redis, namespace=f"telegram:{bot_id}", lease_s=lease)
 
     def _key(self, update_id: int) -> str:
         return self._redis.key(self._namespace, "update", update_id)
