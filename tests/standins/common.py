@@ -151,7 +151,9 @@ def free_port() -> int:
 
 def clean_env() -> dict[str, str]:
     """The test runner's environment minus anything that could configure the service."""
-    prefixes = ("TELEGRAM_", "DISCORD_", "DETECTOR_", "HTTP_", "MAX_", "RATE_", "CHECK_")
+    prefixes = (
+        "TELEGRAM_", "DISCORD_", "DETECTOR_", "HTTP_", "MAX_", "RATE_", "CHECK_", "REDIS_",
+    )  # fmt: skip
     return {k: v for k, v in os.environ.items() if not k.upper().startswith(prefixes)}
 
 
