@@ -230,4 +230,10 @@ class Settings(BaseSettings):
         ):
             if secret is not None and secret.get_secret_value():
                 out.append(secret.get_secret_value())
+        if self.redis_url is not None:  # the URL, and its password wherever it shows alone
+            url = self.redis_url.get_secret_value()
+            out.append(url)
+            password = urlsplit(url).password
+            if password:
+                out.append(password)
         return out

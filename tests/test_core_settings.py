@@ -212,3 +212,14 @@ def test_the_bot_side_never_loads_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+def test_redis_url_and_its_password_are_secrets() -> None:
+    s = Settings(  # type: ignore[call-arg]
+        _env_file=None, redis_url="redis://:pa55-w0rd-xyz@cache.internal:6379/0"
+    )
+    assert "redis://:pa55-w0rd-xyz@cache.internal:6379/0" in s.secrets()
+    assert "pa55-w0rd-xyz" in s.secrets()
+    with pytest.raises(ValidationError, match="redis://") as caught:
+        Settings(_env_file=None, redis_url="http://:pa55-w0rd-xyz@cache")  # type: ignore[call-arg]
+    assert "pa55-w0rd-xyz" not in str(caught.value)
