@@ -20,6 +20,7 @@ from detector.training import commands as training_commands
 
 if TYPE_CHECKING:
     from bot.core import ChatSettings, ModelCard
+    from bot.redis_client import SharedRedis
     from bot.settings import Settings
     from detector.pipeline import Pipeline
     from detector.service import ServiceOptions
@@ -132,6 +133,29 @@ def service_options(settings: Settings) -> ServiceOptions:
 async def _serve(
     settings: Settings, pipeline: Pipeline, card: ModelCard, chat_settings: ChatSettings
 ) -> int:
+    from bot.redis_client import RedisUnavailable, connect
+
+    redis = None
+    if settings.redis_url is not None:  # shared by every process of the bot
+        try:
+            redis = await connect(settings.redis_url, settings.redis_prefix)
+        except RedisUnavailable as exc:
+            sys.stderr.write(f"deepfake-bot run: {exc}\n")
+            return 2
+    try:
+        return await _serve_with(settings, pipeline, card, chat_settings, redis)
+    finally:
+        if redis is not None:
+            await redis.close()
+
+
+async def _serve_with(
+    settings: Settings,
+    pipeline: Pipeline,
+    card: ModelCard,
+    chat_settings: ChatSettings,
+    redis: SharedRedis | None,
+) -> int:
     from bot.http_health import HealthServer
     from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
     from bot.web import Metrics, attach_web
@@ -158,7 +182,7 @@ async def _serve(
     )
     checks = build_checks(settings, detector, metrics)
     service = Service(
-        build_frontends(settings, checks, card, chat_settings, on_fatal=on_fatal),
+        build_frontends(settings, checks, card, chat_settings, on_fatal=on_fatal, redis=redis),
         checks,
         detector,
         grace_s=settings.shutdown_grace_s,

@@ -29,6 +29,7 @@ from bot.core import (
 from bot.settings import Settings
 
 if TYPE_CHECKING:
+    from bot.redis_client import SharedRedis
     from bot.web.metrics import Metrics
 
 _log = logging.getLogger(__name__)
@@ -128,10 +129,12 @@ def build_frontends(
     chat_settings: ChatSettings,
     *,
     on_fatal: Callable[[BaseException], None] | None = None,
+    redis: SharedRedis | None = None,
 ) -> list[Frontend]:
     """One adapter per platform whose token is set, all on the same ``checks`` (one detector).
     ``on_fatal`` is called when an adapter loses its platform for good after start-up (the
-    Discord gateway refusing the session), so the process can stop and be restarted."""
+    Discord gateway refusing the session), so the process can stop and be restarted. ``redis``
+    (``REDIS_URL``) is what several processes of the bot share."""
     frontends: list[Frontend] = []
     if settings.telegram_token is not None:
         from bot.telegram_bot import TelegramBot
@@ -140,7 +143,7 @@ def build_frontends(
     if settings.discord_token is not None:
         from bot.discord_bot import DiscordBot
 
-        frontends.append(DiscordBot(settings, checks, card, on_fatal=on_fatal))
+        frontends.append(DiscordBot(settings, checks, card, on_fatal=on_fatal, redis=redis))
     return frontends
 
 
