@@ -154,8 +154,11 @@ async def _serve(
 
 def _log_stores(settings: Settings, redis: SharedRedis | None) -> None:
     if redis is not None:
-        _log.info("shared state in Redis (keys under %r): per-user rate limits, Telegram update "
-                  "de-duplication", settings.redis_prefix)
+        _log.info(
+            "shared state in Redis (keys under %r): per-user rate limits, Telegram update "
+            "de-duplication, Discord IDENTIFY turns and server settings",
+            settings.redis_prefix,
+        )
         return
     kept = settings.telegram_updates_file or "memory"
     _log.info("state kept by this process alone: rate limits in memory, answered Telegram "

@@ -149,8 +149,9 @@ def build_frontends(
 ) -> list[Frontend]:
     """One adapter per platform whose token is set, all on the same ``checks`` (one detector).
     ``on_fatal`` is called when an adapter loses its platform for good after start-up (the
-    Discord gateway refusing the session), so the process can stop and be restarted. With
-    ``redis``, Telegram updates are de-duplicated across replicas there."""
+    Discord gateway refusing the session), so the process can stop and be restarted. ``redis``
+    (``REDIS_URL``) is what several processes of the bot share: Telegram's update
+    de-duplication, Discord's IDENTIFY turns and per-server settings."""
     frontends: list[Frontend] = []
     if settings.telegram_token is not None:
         from bot.telegram_bot import TelegramBot
@@ -164,7 +165,7 @@ def build_frontends(
     if settings.discord_token is not None:
         from bot.discord_bot import DiscordBot
 
-        frontends.append(DiscordBot(settings, checks, card, on_fatal=on_fatal))
+        frontends.append(DiscordBot(settings, checks, card, on_fatal=on_fatal, redis=redis))
     return frontends
 
 

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     discord_connect_timeout_s: float = Field(default=60.0, gt=0)
     discord_guild_ready_timeout_s: float = Field(default=2.0, ge=0)
     discord_max_ratelimit_wait_s: float = Field(default=30.0, gt=0)
+    # With REDIS_URL, shard processes take turns to IDENTIFY (a Redis lock per rate-limit
+    # bucket): Discord's window, and the bucket count when /gateway/bot cannot say (None: ask).
+    discord_identify_interval_s: float = Field(default=5.0, ge=0.05, le=60)
+    discord_identify_concurrency: int | None = Field(default=None, ge=1)
 
     # --- detector -----------------------------------------------------------------------------
     deepfake_bot_weights: Path | None = None
@@ -99,7 +103,7 @@ class Settings(BaseSettings):
 
     # --- several replicas (optional extra [redis]) ---------------------------------------------
     # Shared by every replica: Telegram update de-duplication and per-user rate limits, the
-    # Discord identify lock and chat settings. Unset: each process keeps them itself.
+    # Discord identify lock and per-server settings. Unset: each process keeps them itself.
     redis_url: SecretStr | None = None  # redis://[:password@]host:port/db (may hold a password)
     redis_prefix: str = Field(default="deepfake-bot:", min_length=1, max_length=64)
 

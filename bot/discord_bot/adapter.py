@@ -4,7 +4,9 @@ Start-up: apply the endpoint settings, open the per-server settings store, log i
 (sync) the application commands, connect to the gateway and wait until ready. The client is a
 plain :class:`discord.Client` (one gateway connection) or, with ``DISCORD_SHARD_COUNT``, an
 :class:`discord.AutoShardedClient` (Discord's recommended shard count, or a fixed count and
-this process's share of the shards); nothing here assumes a single shard.
+this process's share of the shards); nothing here assumes a single shard. With a shared Redis
+(``REDIS_URL``) the shard processes of one bot take turns to IDENTIFY (:mod:`.identify`) and
+keep the per-server settings in Redis (:mod:`.redis_store`) instead of a per-process SQLite file.
 
 The Message Content intent (privileged) is requested unless ``DISCORD_MESSAGE_CONTENT=false``.
 When Discord refuses it (gateway close code 4014: not enabled in the Developer Portal), the bot
@@ -34,9 +36,12 @@ from bot.core.urlfetch import UrlFetcher
 from bot.discord_bot import texts
 from bot.discord_bot.checking import Checker
 from bot.discord_bot.commands import Handlers, IntentState, build_commands
+from bot.discord_bot.identify import IdentifyLock, PacedShardedClient
 from bot.discord_bot.listener import Listener
 from bot.discord_bot.media import CdnDownloads, Media
-from bot.discord_bot.store import GuildSettingsStore
+from bot.discord_bot.redis_store import RedisGuildSettingsStore
+from bot.discord_bot.store import GuildSettingsStore, SettingsStore
+from bot.redis_client import SharedRedis
 from bot.settings import Settings
 
 _log = logging.getLogger(__name__)
@@ -70,15 +75,23 @@ class DiscordBot:
         checks: CheckService,
         card: ModelCard,
         *,
-        store: GuildSettingsStore | None = None,
+        store: SettingsStore | None = None,
         url_fetcher: UrlFetcher | None = None,
         on_fatal: Callable[[BaseException], None] | None = None,
+        redis: SharedRedis | None = None,
     ) -> None:
         if settings.discord_token is None:
             raise ValueError("DISCORD_TOKEN is not set")
         self.settings = settings
         self.checks = checks
-        self.store = store or GuildSettingsStore(settings.discord_settings_db)
+        self.redis = redis
+        if store is None:
+            store = (
+                GuildSettingsStore(settings.discord_settings_db)
+                if redis is None
+                else RedisGuildSettingsStore(redis)
+            )
+        self.store: SettingsStore = store
         limits = checks.limits
         self.links = url_fetcher or UrlFetcher(
             max_bytes=limits.max_image_bytes, timeout_s=limits.download_timeout_s
@@ -156,12 +169,20 @@ class DiscordBot:
         else:
             if s.discord_shard_ids is not None:  # this process runs only these shards
                 options["shard_ids"] = s.discord_shard_ids
-            client = discord.AutoShardedClient(shard_count=s.discord_shard_count, **options)
+            options["shard_count"] = s.discord_shard_count
+            if self.redis is None:  # one process: discord.py paces its own IDENTIFYs
+                client = discord.AutoShardedClient(**options)
+            else:
+                lock = IdentifyLock(self.redis, interval_s=s.discord_identify_interval_s)
+                client = PacedShardedClient(
+                    identify_lock=lock, concurrency=s.discord_identify_concurrency, **options
+                )
         tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
         for command in build_commands(self.handlers):
             tree.add_command(command)
         tree.error(self.handlers.on_error)
         client.event(self.listener.on_message)
+        client.event(self.listener.on_guild_available)
         client.event(self.listener.on_guild_remove)
         client.event(self.listener.on_guild_channel_delete)
         return client, tree

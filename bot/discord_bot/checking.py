@@ -25,7 +25,7 @@ from bot.core.texts import clip
 from bot.discord_bot import texts
 from bot.discord_bot.media import Found, Media, MessageImages
 from bot.discord_bot.render import Rendered, files_of, pack, render
-from bot.discord_bot.store import AutoscanAction, GuildSettingsStore
+from bot.discord_bot.store import AutoscanAction, SettingsStore
 
 _log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class Checker:
     def __init__(
         self,
         checks: CheckService,
-        store: GuildSettingsStore,
+        store: SettingsStore,
         media: Media,
         card: ModelCard,
         *,

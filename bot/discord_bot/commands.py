@@ -20,7 +20,7 @@ from discord import app_commands
 from bot.discord_bot import texts
 from bot.discord_bot.checking import Checker, notes
 from bot.discord_bot.media import Found, Media
-from bot.discord_bot.store import AutoscanAction, GuildSettingsStore
+from bot.discord_bot.store import AutoscanAction, SettingsStore, SettingsUnavailable
 
 _log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Handlers:
         self,
         checker: Checker,
         media: Media,
-        store: GuildSettingsStore,
+        store: SettingsStore,
         intents: IntentState,
         *,
         url_checks: bool,
@@ -189,9 +189,14 @@ class Handlers:
     # --- errors -----------------------------------------------------------------------------------
 
     async def on_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
-        """Handlers answer their own errors; reaching here is a bug. Log it (with the
-        traceback), apologise, keep serving."""
+        """Handlers answer their own errors; reaching here is a bug (log it with the traceback,
+        apologise, keep serving), or the settings store being unreachable (say so)."""
         command = interaction.command.qualified_name if interaction.command else "?"
+        original = getattr(error, "original", None)
+        if isinstance(original, SettingsUnavailable):
+            _log.warning("the Discord command %r could not save: %s", command, original.detail)
+            await self.checker.say(interaction, str(original))
+            return
         _log.error("unhandled error in the Discord command %r", command, exc_info=error)
         await self.checker.say(interaction, texts.APOLOGY)
 

@@ -1,6 +1,7 @@
 """Gateway events the bot acts on besides commands: messages (direct messages are checked,
-server messages only in channels where auto-scan is on) and the removal of a server or a
-channel (its settings are forgotten). Every handler answers or logs its own errors.
+server messages only in channels where auto-scan is on), a server arriving (its settings are
+read again) and the removal of a server or a channel (its settings are forgotten). Every
+handler answers or logs its own errors.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import discord
 
 from bot.discord_bot.checking import Checker, user_key
-from bot.discord_bot.store import GuildSettingsStore
+from bot.discord_bot.store import SettingsStore
 
 _log = logging.getLogger(__name__)
 
@@ -19,7 +20,7 @@ _CHECKED_TYPES = frozenset({discord.MessageType.default, discord.MessageType.rep
 
 
 class Listener:
-    def __init__(self, checker: Checker, store: GuildSettingsStore) -> None:
+    def __init__(self, checker: Checker, store: SettingsStore) -> None:
         self.checker = checker
         self.store = store
 
@@ -43,6 +44,14 @@ class Listener:
                     await self.checker.autoscan(message, guild.id)
             except Exception:  # a bug: log it and keep serving
                 _log.exception("unexpected error while handling a Discord message")
+
+    async def on_guild_available(self, guild: discord.Guild) -> None:
+        """A server arrived on one of this process's shards: with settings shared by several
+        processes, it may have moved here, so read its settings again."""
+        try:
+            await self.store.refresh(guild.id)
+        except Exception as exc:  # the settings read at start stay in use
+            _log.warning("could not re-read a server's settings: %s", getattr(exc, "detail", exc))
 
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         try:

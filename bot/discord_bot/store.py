@@ -1,11 +1,16 @@
 """Per-server (guild) settings that server admins change with ``/deepfake``: which channels are
 auto-scanned, the auto-scan threshold and action, and whether ``/check`` answers are public.
 
-Kept in SQLite (``DISCORD_SETTINGS_DB``) through aiosqlite, so the event loop never waits on
-the disk, and mirrored in memory: the message listener reads the mirror on every message
-without touching the database. A change is written (and committed) first and mirrored only
-once it is on disk, so memory never claims what a restart would forget. One process owns the
-file; WAL mode keeps readers (backups, an admin's ``sqlite3``) from blocking it.
+Two stores behind one interface (:class:`SettingsStore`), both mirrored in memory so the
+message listener reads the mirror on every message without a round-trip; a change is written
+first and mirrored only once it is stored, so memory never claims what a restart would forget.
+
+- :class:`GuildSettingsStore` (the default): SQLite (``DISCORD_SETTINGS_DB``) through
+  aiosqlite, so the event loop never waits on the disk. One process owns the file (several
+  processes on one file, e.g. on a shared volume, are not supported); WAL mode keeps readers
+  (backups, an admin's ``sqlite3``) from blocking it.
+- :class:`~bot.discord_bot.redis_store.RedisGuildSettingsStore` (with ``REDIS_URL``): for shard
+  processes, which must agree because a shard (and its servers) can move between processes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import sqlite3
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 import aiosqlite
 
@@ -55,11 +61,67 @@ class GuildSettings:
 DEFAULT = GuildSettings()
 
 
-class GuildSettingsStore:
+class SettingsUnavailable(Exception):
+    """The settings store could not be reached to save or read a change (its ``str`` is safe
+    to show to the admin who asked)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("The server settings could not be saved just now; please try again.")
+        self.detail = detail  # for the log
+
+
+class SettingsStore(Protocol):
+    """What the adapter needs of a per-server settings store."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def get(self, guild_id: int) -> GuildSettings: ...
+
+    def autoscan_on(
+        self, guild_id: int, channel_id: int, parent_id: int | None = None
+    ) -> bool: ...
+
+    async def refresh(self, guild_id: int) -> None: ...
+
+    async def set_autoscan(self, guild_id: int, channel_id: int, enabled: bool) -> None: ...
+
+    async def set_threshold(self, guild_id: int, threshold: float | None) -> None: ...
+
+    async def set_action(self, guild_id: int, action: AutoscanAction) -> None: ...
+
+    async def set_public(self, guild_id: int, public: bool) -> None: ...
+
+    async def forget_guild(self, guild_id: int) -> None: ...
+
+
+class Mirror:
+    """The in-memory side both stores share: reads never leave the process."""
+
+    def __init__(self) -> None:
+        self._guilds: dict[int, GuildSettings] = {}
+
+    def get(self, guild_id: int) -> GuildSettings:
+        return self._guilds.get(guild_id, DEFAULT)
+
+    def autoscan_on(self, guild_id: int, channel_id: int, parent_id: int | None = None) -> bool:
+        """Whether a message in ``channel_id`` (a thread of ``parent_id``) is auto-scanned:
+        switching a channel on covers its threads too."""
+        channels = self.get(guild_id).autoscan_channels
+        return channel_id in channels or (parent_id is not None and parent_id in channels)
+
+
+def check_threshold(threshold: float | None) -> None:
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ValueError("threshold must be between 0 and 1")
+
+
+class GuildSettingsStore(Mirror):
     def __init__(self, path: Path | str) -> None:
+        super().__init__()
         self.path = path
         self._db: aiosqlite.Connection | None = None
-        self._guilds: dict[int, GuildSettings] = {}
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -96,16 +158,8 @@ class GuildSettingsStore:
             await self._db.close()
             self._db = None
 
-    # --- reading (from memory) ------------------------------------------------------------------
-
-    def get(self, guild_id: int) -> GuildSettings:
-        return self._guilds.get(guild_id, DEFAULT)
-
-    def autoscan_on(self, guild_id: int, channel_id: int, parent_id: int | None = None) -> bool:
-        """Whether a message in ``channel_id`` (a thread of ``parent_id``) is auto-scanned:
-        switching a channel on covers its threads too."""
-        channels = self.get(guild_id).autoscan_channels
-        return channel_id in channels or (parent_id is not None and parent_id in channels)
+    async def refresh(self, guild_id: int) -> None:
+        """Nothing to do: this process is the only writer, so the mirror is the file."""
 
     # --- changing (disk first, then memory) -----------------------------------------------------
 
@@ -131,8 +185,7 @@ class GuildSettingsStore:
             self._guilds[guild_id] = replace(old, autoscan_channels=frozenset(channels))
 
     async def set_threshold(self, guild_id: int, threshold: float | None) -> None:
-        if threshold is not None and not 0.0 < threshold < 1.0:
-            raise ValueError("threshold must be between 0 and 1")
+        check_threshold(threshold)
         await self._update(guild_id, "threshold", threshold, threshold=threshold)
 
     async def set_action(self, guild_id: int, action: AutoscanAction) -> None:

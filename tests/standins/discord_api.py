@@ -4,7 +4,10 @@ as this project's bot uses them, speaking Discord's wire formats to the real dis
 - **Gateway** (``ws://127.0.0.1:<port>/``): HELLO, IDENTIFY → READY (+ GUILD_CREATE per guild of
   the shard), heartbeats, op 7 reconnect and RESUME with replay of the events sent meanwhile,
   zlib-stream compression as Discord sends it. Sessions are per shard; guilds go to shard
-  ``(guild_id >> 22) % shard_count`` and direct messages to shard 0, as on Discord.
+  ``(guild_id >> 22) % shard_count`` and direct messages to shard 0, as on Discord. Each
+  IDENTIFY is recorded with its shard and arrival time (``identified_at``), so tests of several
+  shard processes can check who identified which shard, and how far apart; ``hand_over`` moves
+  a server to another shard's session (as when a shard changes process).
 - **Intents**: IDENTIFY asking for the privileged Message Content intent is closed with 4014
   unless the application has it (``message_content_allowed``); message events are only sent to
   sessions subscribed to them, and server messages lose ``content``, ``attachments`` and
@@ -220,6 +223,7 @@ class DiscordStandIn(LoopbackServer):
         token: str = "MTIzNDU2Nzg5MDEyMzQ1Njc4.standin.discord-token_for-tests",
         message_content_allowed: bool = True,
         recommended_shards: int = 1,
+        max_concurrency: int = 1,
         heartbeat_ms: int = 45_000,
     ) -> None:
         super().__init__()
@@ -238,11 +242,14 @@ class DiscordStandIn(LoopbackServer):
         self.owner = self.user("owner")
         self.message_content_allowed = message_content_allowed
         self.recommended_shards = recommended_shards
+        self.max_concurrency = max_concurrency
         self.heartbeat_ms = heartbeat_ms
 
         self.calls: list[Call] = []
         self.unknown: list[str] = []
         self.identifies: list[dict[str, Any]] = []
+        self.identified_at: list[tuple[int, float]] = []  # (shard id, time.monotonic())
+        self.handed_over: dict[int, int] = {}  # guild id -> the shard it was moved to
         self.closed_with: list[int] = []  # close codes the stand-in sent
         self.sessions: dict[str, Session] = {}
         self.shards: dict[int, Session] = {}  # shard id -> its current session
@@ -407,7 +414,15 @@ class DiscordStandIn(LoopbackServer):
 
     def shard_of(self, guild_id: int | None) -> int:
         count = self._shard_count()
+        if guild_id in self.handed_over:
+            return self.handed_over[guild_id]
         return 0 if guild_id is None else (guild_id >> 22) % count
+
+    async def hand_over(self, guild: dict[str, Any], shard: int) -> None:
+        """From now on ``guild`` lives on ``shard``: its session gets the GUILD_CREATE a shard
+        gets for its servers when it connects (in a real deployment: the shard moved)."""
+        self.handed_over[int(guild["id"])] = shard
+        await self.dispatch(self.shards[shard], "GUILD_CREATE", guild)
 
     def store_cdn(
         self,
@@ -791,6 +806,7 @@ class DiscordStandIn(LoopbackServer):
 
     async def _identify(self, connection: _Connection, d: dict[str, Any]) -> None:
         self.identifies.append(d)
+        self.identified_at.append(((d.get("shard") or [0, 1])[0], time.monotonic()))
         self._touch()
         if d.get("token") != self.token:
             self.closed_with.append(CLOSE_AUTH_FAILED)
@@ -926,7 +942,7 @@ class DiscordStandIn(LoopbackServer):
                     "total": 1000,
                     "remaining": 999,
                     "reset_after": 14_400_000,
-                    "max_concurrency": 1,
+                    "max_concurrency": self.max_concurrency,
                 },
             }
         )
