@@ -66,6 +66,8 @@ def add_backend_args(p: argparse.ArgumentParser) -> None:
                    help="the model's name on that server (default: deepfake-xception)")  # fmt: skip
     p.add_argument("--detector-timeout", type=float, default=30.0, metavar="S",
                    help="seconds to wait for each remote answer (default: 30)")  # fmt: skip
+    p.add_argument("--detector-start-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for the server and model to get ready (default: 60)")
     p.add_argument(
         "--detector-json",
         action="store_true",
@@ -84,7 +86,11 @@ def scorer_from_args(args: argparse.Namespace) -> Scorer:
 
     if not args.detector_url:
         raise ValueError("--backend remote needs --detector-url URL (the V2 server)")
-    options = RemoteOptions(timeout_s=args.detector_timeout, binary=not args.detector_json)
+    options = RemoteOptions(
+        timeout_s=args.detector_timeout,
+        start_timeout_s=args.detector_start_timeout,
+        binary=not args.detector_json,
+    )
     return build_remote_classifier(args.detector_url, args.detector_model, options)
 
 
