@@ -64,7 +64,7 @@ def _run() -> int:
     from bot.core import ChatSettings, ModelCard
     from bot.runner import configure_logging
     from bot.settings import Settings
-    from detector.errors import CheckpointError, FinderUnavailable
+    from detector.errors import CheckpointError, DetectorUnavailable, FinderUnavailable
 
     try:
         settings = Settings()
@@ -87,7 +87,7 @@ def _run() -> int:
     try:
         chat_settings = ChatSettings.load(settings.chat_settings_file)
         pipeline = build_pipeline(settings)
-    except (ValueError, CheckpointError, FinderUnavailable) as exc:
+    except (ValueError, CheckpointError, FinderUnavailable, DetectorUnavailable) as exc:
         sys.stderr.write(f"deepfake-bot run: {exc}\n")
         return 2
     card = ModelCard.from_config(pipeline.classifier.config)
@@ -95,18 +95,35 @@ def _run() -> int:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    """The detector pipeline the settings describe (raises ``CheckpointError`` subclasses)."""
-    from detector.factory import build_classifier
+    """The detector pipeline the settings describe: the network here or on the V2 server of
+    ``DETECTOR_URL`` (raises ``CheckpointError`` subclasses, ``DetectorUnavailable``)."""
+    from detector.factory import build_classifier, build_remote_classifier
     from detector.factory import build_pipeline as engine_pipeline
     from detector.images import ImageLimits
+    from detector.remote import RemoteOptions
+    from detector.scorer import Scorer
 
-    classifier = build_classifier(
-        settings.deepfake_bot_weights,
-        family=settings.detector_family,
-        sha256=settings.detector_sha256,
-        precision=settings.detector_precision,
-        threads=settings.detector_threads,
-    )
+    classifier: Scorer
+    if settings.detector_backend == "remote":
+        assert settings.detector_url is not None, "validated by Settings"
+        options = RemoteOptions(
+            timeout_s=settings.detector_timeout_s,
+            connect_timeout_s=settings.detector_connect_timeout_s,
+            retries=settings.detector_retries,
+            backoff_s=settings.detector_retry_backoff_s,
+            binary=settings.detector_v2_binary,
+            start_timeout_s=settings.detector_start_timeout_s,
+        )
+        url, model = settings.detector_url, settings.detector_model
+        classifier = build_remote_classifier(url, model, options)
+    else:
+        classifier = build_classifier(
+            settings.deepfake_bot_weights,
+            family=settings.detector_family,
+            sha256=settings.detector_sha256,
+            precision=settings.detector_precision,
+            threads=settings.detector_threads,
+        )
     limits = ImageLimits(max_bytes=settings.max_image_bytes, max_pixels=settings.max_image_pixels)
     return engine_pipeline(classifier, max_faces=settings.max_faces, limits=limits)
 
@@ -175,6 +192,7 @@ async def _serve_with(
     from bot.http_health import HealthServer
     from bot.runner import Service, build_checks, build_frontends, install_signal_handlers, serve
     from bot.web import Metrics, attach_web
+    from detector.factory import close_scorer, scorer_labels
     from detector.service import DetectorService
 
     stop = asyncio.Event()
@@ -186,14 +204,8 @@ async def _serve_with(
         stop.set()
 
     detector = DetectorService(pipeline, service_options(settings))
-    classifier = pipeline.classifier
     metrics = Metrics(
-        model={
-            "name": classifier.config.name,
-            "input_size": str(classifier.config.input_size),
-            "precision": classifier.options.precision,
-            "weights_sha256": classifier.sha256 or "",
-        },
+        model=scorer_labels(pipeline.classifier),
         batch_sizes=lambda: detector.stats.batch_sizes,
     )
     checks = build_checks(settings, detector, metrics, redis=redis)
@@ -212,6 +224,8 @@ async def _serve_with(
     except Exception:
         _log.exception("the service stopped on an error")
         return 1
+    finally:
+        close_scorer(pipeline.classifier)
     return 1 if lost else 0
 
 

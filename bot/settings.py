@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     detector_sha256: str | None = None
     detector_precision: Literal["auto", "fp32", "bf16"] = "auto"
     detector_threads: int | None = Field(default=None, ge=1)
+    # Where the network runs: here, or on an Open Inference Protocol V2 server (the crops travel;
+    # decoding and face finding stay here). docs/remote-detector.md is the wire contract.
+    detector_backend: Literal["local", "remote"] = "local"
+    detector_url: str | None = None
+    detector_model: str = Field(default="deepfake-xception", min_length=1)
+    detector_timeout_s: float = Field(default=30.0, gt=0)
+    detector_connect_timeout_s: float = Field(default=5.0, gt=0)
+    detector_retries: int = Field(default=2, ge=0, le=10)
+    detector_retry_backoff_s: float = Field(default=0.2, ge=0)
+    detector_start_timeout_s: float = Field(default=60.0, gt=0)
+    detector_v2_binary: bool = True
     max_image_bytes: int = Field(default=25 * MB, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     max_faces: int = Field(default=8, ge=1, le=32)
@@ -174,6 +185,24 @@ class Settings(BaseSettings):
             if scheme not in {"redis", "rediss", "unix"}:
                 raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return value
+
+    @field_validator("detector_url")
+    @classmethod
+    def _detector_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in {"http", "https"} or not parts.netloc:
+                raise ValueError("must be an http(s) URL, e.g. http://gpu-1:8000")
+        return value
+
+    @model_validator(mode="after")
+    def _remote_detector_complete(self) -> Settings:
+        if self.detector_backend == "remote" and not self.detector_url:
+            raise ValueError(
+                "DETECTOR_BACKEND=remote needs DETECTOR_URL (the V2 inference server, e.g. "
+                "http://gpu-1:8000)"
+            )
+        return self
 
     @field_validator("discord_gateway_url")
     @classmethod

@@ -20,20 +20,22 @@ from rich.progress import Progress
 from rich.table import Table
 
 from detector.annotate import BAND_COLOURS
-from detector.commands import classifier_from_args
+from detector.commands import scorer_from_args
 from detector.config import Band
 from detector.errors import (
     CheckpointError,
     DetectorError,
+    DetectorUnavailable,
     FacesTooSmall,
     FinderUnavailable,
     ImageTooLarge,
     VideoError,
 )
-from detector.factory import build_pipeline
+from detector.factory import build_pipeline, close_scorer
 from detector.file_types import IMAGE_SUFFIXES, VIDEO_SUFFIXES
 from detector.images import ImageLimits
 from detector.results import Analysis
+from detector.scorer import Scorer
 from detector.service import DetectorService, ServiceOptions
 from detector.video_results import VideoAnalysis, VideoLimits
 
@@ -226,10 +228,17 @@ def _video_row(table: Table, o: Outcome, v: VideoAnalysis) -> None:
 def run_check(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     try:
-        classifier = classifier_from_args(args)
-    except CheckpointError as exc:
+        classifier = scorer_from_args(args)
+    except (CheckpointError, DetectorUnavailable, ValueError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         return EXIT_UNUSABLE
+    try:
+        return _run_check(args, classifier, err)
+    finally:
+        close_scorer(classifier)
+
+
+def _run_check(args: argparse.Namespace, classifier: Scorer, err: Console) -> int:
     inputs = collect_inputs(args.paths)
     if not inputs:
         err.print("[bold red]error:[/] no input images")

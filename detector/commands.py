@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from detector.model import Classifier
+    from detector.scorer import Scorer
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -50,6 +51,49 @@ def classifier_from_args(args: argparse.Namespace) -> Classifier:
     )
 
 
+def add_backend_args(p: argparse.ArgumentParser) -> None:
+    """Where the network runs: here (the model options) or on a V2 inference server."""
+    p.add_argument(
+        "--backend",
+        choices=["local", "remote"],
+        default="local",
+        help="local: load the weights here; remote: send the face crops to an Open Inference "
+        "Protocol V2 server (docs/remote-detector.md), e.g. `deepfake-bot serve`",
+    )
+    p.add_argument("--detector-url", default=None, metavar="URL",
+                   help="the V2 server for --backend remote, e.g. http://gpu-1:8000")  # fmt: skip
+    p.add_argument("--detector-model", default="deepfake-xception", metavar="NAME",
+                   help="the model's name on that server (default: deepfake-xception)")  # fmt: skip
+    p.add_argument("--detector-timeout", type=float, default=30.0, metavar="S",
+                   help="seconds to wait for each remote answer (default: 30)")  # fmt: skip
+    p.add_argument("--detector-start-timeout", type=float, default=60.0, metavar="S",
+                   help="seconds to wait for the server and model to get ready (default: 60)")
+    p.add_argument(
+        "--detector-json",
+        action="store_true",
+        help="send crops as JSON numbers instead of the binary tensor extension",
+    )
+
+
+def scorer_from_args(args: argparse.Namespace) -> Scorer:
+    """The network :func:`add_backend_args` and :func:`add_model_args` describe. Raises
+    ``CheckpointError`` (``RemoteModelRefused`` included), ``DetectorUnavailable`` or
+    ``ValueError`` (remote without a URL)."""
+    if args.backend != "remote":
+        return classifier_from_args(args)
+    from detector.factory import build_remote_classifier
+    from detector.remote import RemoteOptions
+
+    if not args.detector_url:
+        raise ValueError("--backend remote needs --detector-url URL (the V2 server)")
+    options = RemoteOptions(
+        timeout_s=args.detector_timeout,
+        start_timeout_s=args.detector_start_timeout,
+        binary=not args.detector_json,
+    )
+    return build_remote_classifier(args.detector_url, args.detector_model, options)
+
+
 def add_parsers(sub: Any) -> None:
     """``sub``: the top parser's ``add_subparsers()`` object."""
     check = sub.add_parser("check", help="check image files or folders")
@@ -59,6 +103,7 @@ def add_parsers(sub: Any) -> None:
     check.add_argument("--max-faces", type=int, default=8, help="faces per image (largest first)")
     check.add_argument("--concurrency", type=int, default=8, help="images in flight at once")
     add_model_args(check)
+    add_backend_args(check)
     check.set_defaults(handler=_check)
 
 

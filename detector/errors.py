@@ -148,6 +148,16 @@ class DetectorClosed(DetectorError):
     user_message = "The detector is shutting down. Please try again in a minute."
 
 
+class DetectorUnavailable(DetectorError):
+    """The remote detector server cannot be reached, keeps failing, or is too slow. The detail
+    (for the log) names the server; the user text never does."""
+
+    user_message = (
+        "The detector is unavailable right now, so I could not check this. Please try again in "
+        "a few minutes."
+    )
+
+
 # --- weights ----------------------------------------------------------------------------------
 
 
@@ -175,6 +185,11 @@ class ChecksumMismatch(CheckpointError):
 
 class WeightsNotInstalled(CheckpointError):
     pass
+
+
+class RemoteModelRefused(CheckpointError):
+    """The remote detector server does not serve a model this client can use (unknown name,
+    metadata without the served weights' config, an input that does not match it)."""
 
 
 # --- face finders -----------------------------------------------------------------------------

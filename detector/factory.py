@@ -1,5 +1,6 @@
 """The one place that builds the engine from plain values: a classifier from a weights file
-(``build_classifier``) and the whole pipeline with the served face finder (``build_pipeline``).
+(``build_classifier``) or on a V2 server (``build_remote_classifier``) and the whole pipeline
+with the served face finder (``build_pipeline``).
 The ``check`` command, the benchmarks, evaluation and the bots' composition root all call these,
 so a setting means the same thing everywhere."""
 
@@ -15,6 +16,8 @@ from detector.finders import make_finder
 from detector.images import ImageLimits
 from detector.model import Classifier, Precision, RuntimeOptions
 from detector.pipeline import Pipeline
+from detector.remote import RemoteClassifier, RemoteOptions
+from detector.scorer import Scorer
 
 _PRECISIONS: dict[str, Precision] = {"auto": "auto", "fp32": "fp32", "bf16": "bf16"}
 
@@ -58,8 +61,33 @@ def build_classifier(
     )
 
 
+def build_remote_classifier(
+    url: str, model: str = "deepfake-xception", options: RemoteOptions | None = None
+) -> RemoteClassifier:
+    """The network on the Open Inference Protocol V2 server at ``url`` (docs/remote-detector.md),
+    once it and ``model`` are ready. Raises ``DetectorUnavailable`` or ``RemoteModelRefused``."""
+    return RemoteClassifier.connect(url, model, options)
+
+
+def scorer_labels(scorer: Scorer) -> dict[str, str]:
+    """What the metrics say about the network: its name, input size, precision and weights."""
+    labels = {"name": scorer.config.name, "input_size": str(scorer.config.input_size)}
+    if isinstance(scorer, Classifier):
+        return {**labels, "precision": scorer.options.precision,
+                "weights_sha256": scorer.sha256 or ""}  # fmt: skip
+    if isinstance(scorer, RemoteClassifier):
+        return {**labels, "precision": "remote", "weights_sha256": scorer.version or ""}
+    return {**labels, "precision": "", "weights_sha256": ""}
+
+
+def close_scorer(scorer: Scorer) -> None:
+    """Release what the network holds beyond memory (a remote one's connections)."""
+    if isinstance(scorer, RemoteClassifier):
+        scorer.close()
+
+
 def build_pipeline(
-    classifier: Classifier,
+    classifier: Scorer,
     *,
     max_faces: int = 8,
     limits: ImageLimits | None = None,

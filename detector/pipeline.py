@@ -21,9 +21,9 @@ from detector.errors import DetectorError, FacesTooSmall, NoFaceFound
 from detector.faces import Box, Finder
 from detector.finders import make_finder
 from detector.images import ImageLimits, decode_image
-from detector.model import Classifier
 from detector.preprocess import face_crop, full_frame
 from detector.results import MIN_JUDGE_PX, Analysis, FaceResult
+from detector.scorer import Scorer
 
 _log = logging.getLogger(__name__)
 
@@ -47,12 +47,13 @@ class Prepared:
 
 
 class Pipeline:
-    """bytes → Analysis with one classifier, one face finder and the image limits. Faces
+    """bytes → Analysis with one classifier (local :class:`~detector.model.Classifier` or
+    :class:`~detector.remote.RemoteClassifier`), one face finder and the image limits. Faces
     narrower than ``min_face_px`` are reported as too small to judge instead of scored."""
 
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Scorer,
         face_finder: Finder | None = None,
         limits: ImageLimits | None = None,
         min_face_px: int = MIN_JUDGE_PX,

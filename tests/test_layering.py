@@ -115,6 +115,16 @@ def test_light_detector_modules_do_not_load_torch() -> None:
     )
 
 
+def test_the_remote_backend_does_not_load_torch() -> None:
+    """The remote client and the protocol the pipeline is typed against are numpy and HTTP
+    only: a bot tier on a small box, whose network runs elsewhere, needs no torch for them."""
+    _run(
+        "import sys\n"
+        "import detector.remote, detector.remote.wire, detector.scorer\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+
+
 def test_the_command_line_loads_only_argparse_until_a_command_runs() -> None:
     """Building the parser (``--help``) imports the three wings' command modules and nothing
     heavy: no torch, no training code, nothing from the [train] extra."""

@@ -34,7 +34,7 @@ from bot.core.replies import (
     video_reply,
 )
 from detector.config import Band
-from detector.errors import DetectorBusy, DetectorClosed, UserFacingError
+from detector.errors import DetectorBusy, DetectorClosed, DetectorUnavailable, UserFacingError
 from detector.idle import IdleTracker
 from detector.results import Analysis, FaceResult
 from detector.video_results import TrackResult, VideoAnalysis
@@ -50,6 +50,7 @@ __all__ = [
     "Detector",
     "DetectorBusy",
     "DetectorClosed",
+    "DetectorUnavailable",
     "DownloadFailed",
     "FaceResult",
     "FaceScore",

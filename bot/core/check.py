@@ -52,7 +52,9 @@ Progress = Callable[[int, int], None]
 _log = logging.getLogger(__name__)
 
 # Refusals that are our fault or the platform's, not the sender's: their checks are given back.
-_REFUNDED = frozenset({Problem.BUSY, Problem.CLOSED, Problem.DOWNLOAD_FAILED, Problem.INTERNAL})
+_REFUNDED = frozenset(
+    {Problem.BUSY, Problem.CLOSED, Problem.UNAVAILABLE, Problem.DOWNLOAD_FAILED, Problem.INTERNAL}
+)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from detector.config import Band
 from detector.errors import (
     DetectorBusy,
     DetectorClosed,
+    DetectorUnavailable,
     FacesTooSmall,
     ImageError,
     ImageTooLarge,
@@ -79,6 +80,7 @@ class Problem(StrEnum):
     FACES_TOO_SMALL = "faces_too_small"
     BUSY = "busy"
     CLOSED = "closed"
+    UNAVAILABLE = "detector_unavailable"  # the remote detector server unreachable or failing
     RATE_LIMITED = "rate_limited"
     TOO_LARGE = "too_large"
     NOT_IMAGE = "not_image"
@@ -307,6 +309,7 @@ _PROBLEMS: tuple[tuple[type[UserFacingError], Problem], ...] = (
     (NoFaceFound, Problem.NO_FACE),
     (DetectorBusy, Problem.BUSY),
     (DetectorClosed, Problem.CLOSED),
+    (DetectorUnavailable, Problem.UNAVAILABLE),
     (ImageTooLarge, Problem.TOO_LARGE),
     (ImageError, Problem.UNREADABLE),
     (VideoTooLong, Problem.TOO_LARGE),
@@ -318,6 +321,7 @@ _SHORT: dict[Problem, str] = {
     Problem.NO_FACE: "No face found (the detector only judges faces).",
     Problem.FACES_TOO_SMALL: "Faces found, but too small to judge.",
     Problem.BUSY: "The detector was busy; please send this one again in a moment.",
+    Problem.UNAVAILABLE: "The detector was unavailable; please send this one again later.",
     Problem.NOT_IMAGE: "Not an image.",
     Problem.DOWNLOAD_FAILED: "Could not be downloaded; please send it again.",
 }

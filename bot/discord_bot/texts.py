@@ -31,6 +31,7 @@ PROBLEM_TITLES: Mapping[Problem, str] = {
     Problem.FACES_TOO_SMALL: "Faces too small to judge",
     Problem.BUSY: "Busy right now",
     Problem.CLOSED: "Restarting",
+    Problem.UNAVAILABLE: "Detector unavailable",
     Problem.RATE_LIMITED: "Slow down",
     Problem.TOO_LARGE: "File too large",
     Problem.NOT_IMAGE: "Not an image",

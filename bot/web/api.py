@@ -24,12 +24,14 @@ from bot.core.replies import CAVEAT, Problem, Refusal, Verdict, VideoVerdict
 
 # Problem → HTTP status. 400: the request itself is wrong; 413: over a size limit; 415: not an
 # image we can read; 422: an image without a face we can judge; 429: the client's rate limit;
-# 503: busy or shutting down (with Retry-After); 500: our fault.
+# 503: busy, shutting down, or the remote detector server unreachable (each with Retry-After;
+# 503 rather than 502 because the client's move is the same: try again later); 500: our fault.
 STATUS: dict[Problem, int] = {
     Problem.NO_FACE: 422,
     Problem.FACES_TOO_SMALL: 422,
     Problem.BUSY: 503,
     Problem.CLOSED: 503,
+    Problem.UNAVAILABLE: 503,
     Problem.RATE_LIMITED: 429,
     Problem.TOO_LARGE: 413,
     Problem.NOT_IMAGE: 415,
@@ -41,6 +43,7 @@ STATUS: dict[Problem, int] = {
 }
 BUSY_RETRY_AFTER_S = 2
 CLOSED_RETRY_AFTER_S = 30
+UNAVAILABLE_RETRY_AFTER_S = 30
 CHUNK = 64 * 1024
 
 
@@ -74,6 +77,8 @@ def refusal_response(refusal: Refusal) -> web.Response:
         headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
     elif refusal.problem == Problem.CLOSED:
         headers["Retry-After"] = str(CLOSED_RETRY_AFTER_S)
+    elif refusal.problem == Problem.UNAVAILABLE:
+        headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_S)
     elif refusal.problem == Problem.RATE_LIMITED and refusal.retry_after_s is not None:
         headers["Retry-After"] = str(max(1, math.ceil(refusal.retry_after_s)))
     return error_json(STATUS[refusal.problem], refusal.problem.value, refusal.message, headers)

@@ -86,7 +86,8 @@ def spec() -> dict[str, Any]:
                         "422": _error("no face found, or faces too small to judge"),
                         "429": _error("this client's rate limit", retry=True),
                         "500": _error("our fault"),
-                        "503": _error("busy or shutting down: try again", retry=True),
+                        "503": _error("busy, shutting down, or the detector server unavailable "
+                                      "(code detector_unavailable): try again", retry=True),
                     },
                 }
             },
