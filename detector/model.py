@@ -40,10 +40,8 @@ def build_xception(num_classes: int = 2, drop_rate: float = 0.0) -> nn.Module:
     return Xception(num_classes, drop_rate)
 
 
-def bf16_supported(device: str = "cpu") -> bool:
-    """Whether ``device`` has native bf16 arithmetic (otherwise bf16 is emulated and slow)."""
-    if _device_type(device) == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+def bf16_supported() -> bool:
+    """Whether this CPU has native bf16 arithmetic (otherwise bf16 is emulated and slow)."""
     try:
         return bool(torch.backends.mkldnn.is_available()) and bool(  # type: ignore[no-untyped-call]
             torch.ops.mkldnn._is_mkldnn_bf16_supported()
@@ -55,6 +53,12 @@ def bf16_supported(device: str = "cpu") -> bool:
 def _device_type(device: str) -> str:
     """``"cuda"`` for ``cuda``/``cuda:N``, else ``"cpu"`` (the autocast device type)."""
     return "cuda" if device.split(":")[0] == "cuda" else "cpu"
+
+
+def _native_bf16(device: str) -> bool:
+    if _device_type(device) == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bf16_supported()
 
 
 @dataclass(frozen=True)
@@ -74,7 +78,7 @@ class RuntimeOptions:
         what = "CPU" if _device_type(self.device) == "cpu" else "GPU"
         if precision == "auto":
             gap = config.bf16_max_dp
-            if not bf16_supported(self.device):
+            if not _native_bf16(self.device):
                 precision, why = "fp32", f"this {what} lacks native bf16"
             elif gap is None:
                 precision, why = "fp32", "the weights carry no measured bf16 gap"
@@ -83,7 +87,7 @@ class RuntimeOptions:
             else:
                 precision, why = "bf16", f"bf16 moves P(fake) by at most {gap:.4f} with them"
             _log.info("precision auto → %s for %s: %s", precision, config.name, why)
-        elif precision == "bf16" and not bf16_supported(self.device):
+        elif precision == "bf16" and not _native_bf16(self.device):
             _log.warning("bf16 requested but this %s lacks native bf16; using fp32", what)
             precision = "fp32"
         return RuntimeOptions(precision, self.channels_last, self.device)
