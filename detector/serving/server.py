@@ -40,12 +40,14 @@ def _local_ray_environment() -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
 
 
-def _check_weights(args: argparse.Namespace) -> None:
-    """Fail before Ray starts when the weights cannot load (raises ``CheckpointError``)."""
+def _check_weights(args: argparse.Namespace) -> Path:
+    """The weights' absolute path; fails before Ray starts when they cannot load (raises
+    ``CheckpointError``)."""
     from detector.checkpoints import load_checkpoint, resolve_weights
 
-    load_checkpoint(resolve_weights(args.weights), family=args.family,
-                    expected_sha256=args.sha256)
+    path = resolve_weights(args.weights).resolve()
+    load_checkpoint(path, family=args.family, expected_sha256=args.sha256)
+    return path
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -53,12 +55,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
     try:
         options = options_from_args(args)
-        _check_weights(args)
+        weights = _check_weights(args)
     except (ValueError, CheckpointError) as exc:
         sys.stderr.write(f"deepfake-bot serve: {exc}\n")
         return 2
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     local = args.address is None
+    if local or args.weights is not None:
+        # The replicas load this very file (on a joined cluster it must exist on every node;
+        # without --weights each node resolves its own default).
+        options = options.replace(weights=weights)
     temp_dir: Path | None = None
     made_temp = False
     if local:
