@@ -1,6 +1,7 @@
 """``deepfake-bot``: the composition root. A thin parser whose commands come from their wings
 (``detector.commands``: check; ``detector.tools.commands``: bench, bench-faces;
-``detector.training.commands``: train, eval, calibrate, import-keras-xception) and the bots'
+``detector.training.commands``: train, eval, calibrate, import-keras-xception;
+``detector.serving.commands``: serve) and the bots'
 own ``run``, for which it builds the detector, the chat adapters and the service and passes
 them in. Heavy imports (torch) happen only inside the commands that need them."""
 
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from detector import commands as engine_commands
+from detector.serving import commands as serving_commands
 from detector.tools import commands as tool_commands
 from detector.training import commands as training_commands
 
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine_commands.add_parsers(sub)
     tool_commands.add_parsers(sub)
     training_commands.add_parsers(sub)
+    serving_commands.add_parsers(sub)
     run = sub.add_parser(
         "run",
         help="run the chat bots (Telegram, Discord), the web page and HTTP API, /metrics and "

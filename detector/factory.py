@@ -34,10 +34,10 @@ def set_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or available_cores())
 
 
-def runtime_options(precision: str) -> RuntimeOptions:
+def runtime_options(precision: str, device: str = "cpu") -> RuntimeOptions:
     """``auto`` stays ``auto`` here: the classifier resolves it with the loaded weights' config."""
     try:
-        return RuntimeOptions(_PRECISIONS[precision], channels_last=True)
+        return RuntimeOptions(_PRECISIONS[precision], channels_last=True, device=device)
     except KeyError:
         raise ValueError(f"unknown precision {precision!r}: auto, fp32 or bf16") from None
 
@@ -49,15 +49,16 @@ def build_classifier(
     sha256: str | None = None,
     precision: str = "auto",
     threads: int | None = None,
+    device: str = "cpu",
 ) -> Classifier:
-    """The classifier for ``weights`` (None: the shipped file or ``$DEEPFAKE_BOT_WEIGHTS``).
-    Raises ``CheckpointError`` subclasses."""
+    """The classifier for ``weights`` (None: the shipped file or ``$DEEPFAKE_BOT_WEIGHTS``) on
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``). Raises ``CheckpointError`` subclasses."""
     set_threads(threads)
     return load_classifier(
         resolve_weights(weights),
         family=family,
         expected_sha256=sha256,
-        options=runtime_options(precision),
+        options=runtime_options(precision, device),
     )
 
 

@@ -5,7 +5,8 @@ layout and key names of every public FaceForensics++-tradition checkpoint
 (``../shared/docs/checkpoints.md`` §1). ``Classifier`` adds
 what a weight set's :class:`~detector.config.ModelConfig` says about input and output:
 normalisation, the head (softmax index or sigmoid), temperature, and the CPU fast path
-(bf16 autocast + channels_last).
+(bf16 autocast + channels_last), on the CPU by default or on a CUDA device (``device``) for
+the Ray Serve deployment on a GPU.
 """
 
 from __future__ import annotations
@@ -49,22 +50,36 @@ def bf16_supported() -> bool:
         return False
 
 
+def _device_type(device: str) -> str:
+    """``"cuda"`` for ``cuda``/``cuda:N``, else ``"cpu"`` (the autocast device type)."""
+    return "cuda" if device.split(":")[0] == "cuda" else "cpu"
+
+
+def _native_bf16(device: str) -> bool:
+    if _device_type(device) == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bf16_supported()
+
+
 @dataclass(frozen=True)
 class RuntimeOptions:
     """How the network is run. ``bf16`` uses autocast; weights stay fp32. ``auto`` is bf16 on
     CPUs with native bf16 for weights whose measured bf16 gap (``ModelConfig.bf16_max_dp``) is
-    within :data:`BF16_TOLERANCE`, else fp32."""
+    within :data:`BF16_TOLERANCE`, else fp32. ``device``: ``cpu`` or a CUDA device (``cuda``,
+    ``cuda:N``); inputs are moved there and the scores come back to the CPU."""
 
     precision: Precision = "auto"
     channels_last: bool = True
+    device: str = "cpu"
 
     def resolved(self, config: ModelConfig) -> RuntimeOptions:
-        """The concrete precision (never ``auto``) for these weights on this CPU."""
+        """The concrete precision (never ``auto``) for these weights on this device."""
         precision = self.precision
+        what = "CPU" if _device_type(self.device) == "cpu" else "GPU"
         if precision == "auto":
             gap = config.bf16_max_dp
-            if not bf16_supported():
-                precision, why = "fp32", "this CPU lacks native bf16"
+            if not _native_bf16(self.device):
+                precision, why = "fp32", f"this {what} lacks native bf16"
             elif gap is None:
                 precision, why = "fp32", "the weights carry no measured bf16 gap"
             elif gap > BF16_TOLERANCE:
@@ -72,10 +87,10 @@ class RuntimeOptions:
             else:
                 precision, why = "bf16", f"bf16 moves P(fake) by at most {gap:.4f} with them"
             _log.info("precision auto → %s for %s: %s", precision, config.name, why)
-        elif precision == "bf16" and not bf16_supported():
-            _log.warning("bf16 requested but this CPU lacks native bf16; using fp32")
+        elif precision == "bf16" and not _native_bf16(self.device):
+            _log.warning("bf16 requested but this %s lacks native bf16; using fp32", what)
             precision = "fp32"
-        return RuntimeOptions(precision, self.channels_last)
+        return RuntimeOptions(precision, self.channels_last, self.device)
 
 
 def logits_to_p_fake(logits: torch.Tensor, config: ModelConfig) -> torch.Tensor:
@@ -112,11 +127,16 @@ class Classifier:
         self.options = (options or RuntimeOptions()).resolved(config)
         self.sha256 = sha256
         module.eval()
+        device = torch.device(self.options.device)
+        module = module.to(device)
         if self.options.channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
-        self._mean = torch.tensor(config.mean, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
-        self._std = torch.tensor(config.std, dtype=torch.float32).view(1, 3, 1, 1) * 255.0
+        self._device = device
+        self._mean = torch.tensor(config.mean, dtype=torch.float32, device=device)
+        self._mean = self._mean.view(1, 3, 1, 1) * 255.0
+        self._std = torch.tensor(config.std, dtype=torch.float32, device=device)
+        self._std = self._std.view(1, 3, 1, 1) * 255.0
         # Autocast state is thread-local, but BN/conv weights are shared: inference is
         # read-only, so concurrent calls are safe. The lock only guards lazy warm-up.
         self._lock = threading.Lock()
@@ -132,7 +152,8 @@ class Classifier:
         size = self.config.input_size
         if crops.shape[1] != size or crops.shape[2] != size:
             raise ValueError(f"crops must be {size}x{size}, got {crops.shape[1:3]}")
-        x = torch.from_numpy(np.require(crops, np.uint8, ['C', 'W'])).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.require(crops, np.uint8, ['C', 'W'])).to(self._device)
+        x = x.permute(0, 3, 1, 2).float()
         x = (x - self._mean) / self._std
         if self.options.channels_last:
             return x.contiguous(memory_format=torch.channels_last)
@@ -141,7 +162,9 @@ class Classifier:
     def logits(self, crops: npt.NDArray[np.uint8]) -> torch.Tensor:
         x = self.to_input(crops)
         with torch.inference_mode(), torch.autocast(
-            "cpu", dtype=torch.bfloat16, enabled=self.options.precision == "bf16"
+            _device_type(self.options.device),
+            dtype=torch.bfloat16,
+            enabled=self.options.precision == "bf16",
         ):
             out: torch.Tensor = self.module(x)
         return out.float()
@@ -151,4 +174,4 @@ class Classifier:
         if len(crops) == 0:
             return np.zeros((0,), dtype=np.float64)
         p = logits_to_p_fake(self.logits(crops), self.config)
-        return p.double().numpy()
+        return p.double().cpu().numpy()

@@ -16,6 +16,8 @@ from PIL import Image, ImageEnhance
 from detector.config import ModelConfig
 from detector.model import Classifier, RuntimeOptions, build_xception
 
+from .serve_process import V2Server, running_server
+
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
 SHARED_FACES = REPO.parent / "shared" / "data" / "faces"
@@ -42,6 +44,22 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_module: torch
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     save_checkpoint(tiny_module, TINY_CONFIG, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def v2_server(tiny_checkpoint: Path) -> Iterator[V2Server]:
+    """One real ``deepfake-bot serve`` (Ray Serve, the V2 routes on 127.0.0.1) for the whole
+    session, serving :data:`TINY_CONFIG`'s checkpoint in fp32 as ``deepfake-xception``: batches
+    of up to 16 faces that wait 200 ms for more, 1 torch thread, bodies up to 1 MiB. Stopped by
+    PID at the end; a non-zero exit or a Ray process left behind fails the session."""
+    pytest.importorskip("ray.serve", reason="the [serve] extra: pip install 'deepfake-bot[serve]'")
+    with running_server(
+        tiny_checkpoint, "--precision", "fp32", "--max-batch-size", "16", "--batch-wait-ms",
+        "200", "--threads", "1", "--max-request-mb", "1",
+    ) as server:
+        yield server
+    assert server.process.returncode == 0, server.log_tail()
+    assert not server.leftovers, f"Ray processes left after serve stopped: {server.leftovers}"
 
 
 @pytest.fixture()

@@ -5,7 +5,9 @@ training wing nor the tools nor any chat library; the training wing and the tool
 chat library; ``bot/`` imports no torch, its adapters take the detector's vocabulary from
 ``bot.core`` only, and ``bot.core`` only the light engine modules. The composition root
 (``bot/main.py``) may reach the training wing through ``detector.training.commands`` alone,
-which loads nothing heavy."""
+which loads nothing heavy. Ray (and the FastAPI it brings) lives in ``detector/serving/`` alone,
+in the modules that run on Ray; the composition root reaches that wing through
+``detector.serving.commands`` only, which loads neither Ray nor torch."""
 
 from __future__ import annotations
 
@@ -33,14 +35,21 @@ LIGHT_DETECTOR_MODULES = {
     "detector.idle",
     "detector.file_types",
 }
+SERVING_EXTRA = {"ray", "fastapi", "starlette", "uvicorn"}
+# The serving wing's modules that run on Ray; the others stay light (argparse, dataclasses).
+RAY_MODULES = {"scorer.py", "ingress.py", "app.py", "server.py"}
 COMMAND_MODULES = {"detector.commands", "detector.tools.commands", "detector.training.commands"}
 DETECTOR = REPO / "detector"
+SERVING = DETECTOR / "serving"
 ENGINE = sorted(
     p
     for p in DETECTOR.rglob("*.py")
     if p.relative_to(DETECTOR).parts[0] not in {"training", "tools"}
 )
 BOT = sorted((REPO / "bot").rglob("*.py"))
+
+
+PACKAGES = {"detector", "detector.training", "detector.tools", "detector.serving"}
 
 
 def _full_imports(path: Path) -> set[str]:
@@ -50,7 +59,7 @@ def _full_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module in {"detector", "detector.training", "detector.tools"}:
+            if node.module in PACKAGES:
                 names |= {f"{node.module}.{a.name}" for a in node.names}  # submodules
             else:
                 names.add(node.module)
@@ -132,7 +141,8 @@ def test_the_command_line_loads_only_argparse_until_a_command_runs() -> None:
         "import sys\n"
         "from bot.main import build_parser\n"
         "build_parser()\n"
-        f"heavy = {{m for m in sys.modules if m.split('.')[0] in {TORCH | set(TRAINING_EXTRA)}}}\n"
+        f"heavy = {{m for m in sys.modules if m.split('.')[0] in "
+        f"{TORCH | set(TRAINING_EXTRA) | SERVING_EXTRA}}}\n"
         "assert not heavy, sorted(heavy)\n"
         + _WINGS_LOADED
         + f"assert wings <= {COMMAND_MODULES}, sorted(wings)\n"
@@ -187,6 +197,47 @@ def test_training_commands_name_the_extra_they_need(tmp_path: Path) -> None:
         assert "pip install 'deepfake-bot[train]'" in done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("path", sorted(DETECTOR.rglob("*.py")) + BOT, ids=_rel)
+def test_ray_lives_in_the_serving_wing_alone(path: Path) -> None:
+    ray = _imports(path) & SERVING_EXTRA
+    if path.parent == SERVING and path.name in RAY_MODULES:
+        return
+    assert not ray, f"{sorted(ray)}: only detector/serving/{{{','.join(sorted(RAY_MODULES))}}}"
+
+
+@pytest.mark.parametrize("path", sorted(DETECTOR.rglob("*.py")) + BOT, ids=_rel)
+def test_only_the_composition_root_reaches_the_serving_wing(path: Path) -> None:
+    if path.is_relative_to(SERVING):
+        return
+    reached = {m for m in _full_imports(path) if m.startswith("detector.serving")}
+    allowed = {"detector.serving.commands"} if path == REPO / "bot" / "main.py" else set()
+    assert reached <= allowed, sorted(reached - allowed)
+
+
+def test_serve_help_loads_neither_ray_nor_torch() -> None:
+    _run(
+        "import sys, contextlib, io\n"
+        "from bot.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    main(['serve', '--help'])\n"
+        f"heavy = {{m for m in sys.modules if m.split('.')[0] in {TORCH | SERVING_EXTRA}}}\n"
+        "assert not heavy, sorted(heavy)\n"
+    )
+
+
+def test_serve_without_the_extra_names_it() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['ray'] = None\n"
+        "from bot.main import main\n"
+        "sys.exit(main(['serve']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2
+    assert "pip install 'deepfake-bot[serve]'" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_no_module_shadows_a_chat_library() -> None:
