@@ -225,3 +225,35 @@ def test_remote_backend_needs_a_url() -> None:
     ok = Settings(_env_file=None, detector_backend="remote",  # type: ignore[call-arg]
                   detector_url="http://gpu-1:8000")  # fmt: skip
     assert ok.detector_model == "deepfake-xception" and ok.detector_v2_binary
+
+
+@pytest.mark.parametrize(
+    ("binary", "limits", "per_request"),
+    [
+        (True, {}, 64),  # a server that states no limit: the client's own cap
+        (True, {"max_faces_per_request": 10}, 10),
+        (True, {"max_request_bytes": 4096 + 3 * 64 * 64 * 7}, 7),  # binary: 3 bytes per pixel
+        (False, {"max_request_bytes": 4096 + 4 * 3 * 64 * 64 * 7}, 7),  # JSON: "255," worst case
+        (True, {"max_faces_per_request": 5, "max_request_bytes": 10**9}, 5),
+    ],
+)
+def test_crops_are_split_to_fit_the_servers_advertised_limits(
+    server: V2StandIn, tiny_classifier: Classifier, binary: bool,
+    limits: dict[str, int], per_request: int,
+) -> None:  # fmt: skip
+    meta = server.metadata()
+    meta["parameters"].update(limits)
+    server.metadata_override = meta
+    remote = _remote(server, binary=binary)
+    try:
+        assert remote.max_faces == per_request
+        crops = _crops(70, seed=4)
+        np.testing.assert_allclose(
+            remote.predict(crops), tiny_classifier.predict(crops), atol=1e-4, rtol=0
+        )
+        sizes = [s.shape[0] for s in server.infers]
+        assert sum(sizes) == 70 and max(sizes) == per_request
+        if "max_request_bytes" in limits:
+            assert max(s.body_bytes for s in server.infers) <= limits["max_request_bytes"]
+    finally:
+        remote.close()

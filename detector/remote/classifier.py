@@ -12,18 +12,29 @@ import numpy.typing as npt
 
 from detector.config import ModelConfig
 from detector.remote.client import RemoteOptions, V2Client
-from detector.remote.wire import model_config, to_wire
+from detector.remote.wire import faces_per_request, model_config, to_wire
 
 _log = logging.getLogger(__name__)
+
+# Crops per infer request unless the server advertises less room: the service's batches are
+# rarely larger, and a bounded request keeps one slow answer from holding many faces.
+MAX_FACES_PER_REQUEST = 64
 
 
 class RemoteClassifier:
     """Scores crops on ``client``'s model. Build it with :meth:`connect`."""
 
-    def __init__(self, client: V2Client, config: ModelConfig, version: str | None = None) -> None:
+    def __init__(
+        self,
+        client: V2Client,
+        config: ModelConfig,
+        version: str | None = None,
+        max_faces: int = MAX_FACES_PER_REQUEST,
+    ) -> None:
         self.client = client
         self._config = config
         self.version = version  # the server's version of the model (a weights hash prefix)
+        self.max_faces = max_faces  # crops per infer request; more are split over several
 
     @classmethod
     def connect(
@@ -44,7 +55,10 @@ class RemoteClassifier:
         version = str(versions[0]) if isinstance(versions, list) and versions else None
         _log.info("remote detector %s at %s: %s, input %d px, version %s",
                   model, client.base_url, config.name, config.input_size, version)  # fmt: skip
-        return cls(client, config, version)
+        per_request = faces_per_request(
+            metadata, config.input_size, binary=client.options.binary, cap=MAX_FACES_PER_REQUEST
+        )
+        return cls(client, config, version, per_request)
 
     @property
     def config(self) -> ModelConfig:
@@ -61,7 +75,12 @@ class RemoteClassifier:
         size = self._config.input_size
         if crops.shape[1:] != (size, size, 3):
             raise ValueError(f"crops must be [K, {size}, {size}, 3], got {crops.shape}")
-        return self.client.infer(to_wire(crops))
+        wire = to_wire(crops)
+        if len(wire) <= self.max_faces:
+            return self.client.infer(wire)
+        step = self.max_faces
+        parts = [self.client.infer(wire[i : i + step]) for i in range(0, len(wire), step)]
+        return np.concatenate(parts)
 
     def close(self) -> None:
         self.client.close()

@@ -145,3 +145,25 @@ def model_config(metadata: Any, model: str) -> ModelConfig:
     if not (shape[0] == -1 or (isinstance(shape[0], int) and shape[0] > 0)):
         raise RemoteModelRefused(f"model {model!r}: batch dimension {shape[0]!r}")
     return config
+
+
+# Room left in a request for its JSON header (id, names, shape) beside the tensor.
+_HEADER_ROOM = 4096
+
+
+def faces_per_request(metadata: Any, input_size: int, *, binary: bool, cap: int) -> int:
+    """How many crops one infer request may carry: at most ``cap``, and within the
+    ``max_faces_per_request`` and ``max_request_bytes`` the server's metadata advertises (a
+    server that states neither gets ``cap``). JSON counts 4 bytes per value ("255,"), its worst
+    case."""
+    params = metadata.get("parameters") if isinstance(metadata, dict) else None
+    params = params if isinstance(params, dict) else {}
+    n = cap
+    faces = params.get("max_faces_per_request")
+    if isinstance(faces, int) and not isinstance(faces, bool) and faces > 0:
+        n = min(n, faces)
+    limit = params.get("max_request_bytes")
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
+        per_face = 3 * input_size * input_size * (1 if binary else 4)
+        n = min(n, max(1, (limit - _HEADER_ROOM) // per_face))
+    return max(1, n)

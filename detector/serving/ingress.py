@@ -91,7 +91,12 @@ class V2Ingress:
                 )
             except (TimeoutError, BackPressureError):
                 raise ProtocolError(503, "the model is not ready") from None
-            self._spec = ModelSpec(name=name, **info)
+            self._spec = ModelSpec(
+                name=name,
+                max_faces_per_request=self._options.max_faces_per_request,
+                max_request_bytes=self._options.max_request_bytes,
+                **info,
+            )
         return self._spec
 
     async def _answer(self, name: str, what: str) -> JSONResponse:

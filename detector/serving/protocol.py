@@ -39,6 +39,9 @@ class ModelSpec:
     version: str
     input_size: int
     config_json: str  # detector.config.ModelConfig.to_json() of the served weights
+    # The request limits, advertised so that clients split their crops to fit (0: unstated).
+    max_faces_per_request: int = 0
+    max_request_bytes: int = 0
 
     def metadata(self) -> dict[str, Any]:
         size = self.input_size
@@ -49,8 +52,15 @@ class ModelSpec:
             "inputs": [{"name": INPUT_NAME, "datatype": INPUT_DATATYPE,
                         "shape": [-1, 3, size, size]}],
             "outputs": [{"name": OUTPUT_NAME, "datatype": OUTPUT_DATATYPE, "shape": [-1]}],
-            "parameters": {"deepfake_bot_config": self.config_json, "fake_prob": "calibrated"},
-        }
+            "parameters": {
+                "deepfake_bot_config": self.config_json,
+                "fake_prob": "calibrated",
+                **({"max_faces_per_request": self.max_faces_per_request}
+                   if self.max_faces_per_request else {}),
+                **({"max_request_bytes": self.max_request_bytes}
+                   if self.max_request_bytes else {}),
+            },
+        }  # fmt: skip
 
 
 @dataclass(frozen=True)

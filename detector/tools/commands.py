@@ -22,6 +22,21 @@ def add_parsers(sub: Any) -> None:
                        "bf16-vs-fp32 probability check (default: variants of the sample face)")
     bench.set_defaults(handler=_bench)
 
+    backends = sub.add_parser("bench-backends", help="the local network against a remote V2 "
+                              "server (deepfake-bot serve), side by side (README capacity notes)")
+    add_model_args(backends)
+    backends.add_argument("--detector-url", required=True, metavar="URL",
+                          help="the V2 server, e.g. http://127.0.0.1:8000")
+    backends.add_argument("--detector-model", default="deepfake-xception", metavar="NAME")
+    backends.add_argument("--server-cores", type=int, default=None, help="cores the server was "
+                          "given (for faces/s per core; the client cannot see them)")
+    backends.add_argument("--start-timeout", type=float, default=60.0, help="seconds to wait "
+                          "for the server to be ready")
+    backends.add_argument("--repeats", type=int, default=20, help="runs per latency figure")
+    backends.add_argument("--quick", action="store_true", help="few repetitions (a smoke run)")
+    backends.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
+    backends.set_defaults(handler=_bench_backends)
+
     faces = sub.add_parser("bench-faces", help="compare the face finders on a generated check "
                            "set: recall, false detections, time (BENCHMARKS.md)")
     faces.add_argument("--set", type=Path, required=True, metavar="DIR",
@@ -45,6 +60,12 @@ def _bench(args: argparse.Namespace) -> int:
     from detector.tools.bench import run_bench
 
     return run_bench(args)
+
+
+def _bench_backends(args: argparse.Namespace) -> int:
+    from detector.tools.backend_bench import run_bench_backends
+
+    return run_bench_backends(args)
 
 
 def _bench_faces(args: argparse.Namespace) -> int:
