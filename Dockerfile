@@ -13,10 +13,14 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 COPY detector ./detector
-# facenet-pytorch (the served MTCNN face finder) pins an old torch: installed without its
-# pins; pyproject lists what it imports. The check builds the served finder from its weights.
-RUN pip install . && pip install --no-deps facenet-pytorch==2.6.0 \
-    && python -c "import torch, dlib, detector.service, bot.runner; assert not torch.cuda.is_available(); from detector.finders import make_finder; make_finder()"
+# Optional extras of the serving install: `redis` (the default: several bot replicas or Discord
+# shard processes with REDIS_URL) and `serve` (`deepfake-bot serve`, the detector on Ray Serve:
+# --build-arg EXTRAS=redis,serve). Never train/dev. facenet-pytorch (the served MTCNN face
+# finder) pins an old torch: installed without its pins; pyproject lists what it imports. The
+# check builds the served finder from its weights.
+ARG EXTRAS=redis
+RUN pip install ".[${EXTRAS}]" && pip install --no-deps facenet-pytorch==2.6.0 \
+    && python -c "import torch, dlib, redis, detector.service, bot.runner; assert not torch.cuda.is_available(); from detector.finders import make_finder; make_finder()"
 
 # Runtime stage: the venv, the shipped weights and nothing else; runs as an unprivileged user.
 FROM python:3.11-slim-bookworm

@@ -113,5 +113,11 @@ def test_build_stage_wheel_holds_the_packages_and_the_entry_point(tmp_path: Path
 
 def test_the_image_installs_the_serving_package_without_the_training_extra() -> None:
     runs = " ".join(rest for w, rest in _instructions() if w == "RUN")
-    assert re.search(r"pip install \.(\s|$)", runs), "the build stage installs the package"
-    assert "[train]" not in runs and "[dev]" not in runs
+    assert re.search(r'pip install "\.\[\$\{EXTRAS\}\]"', runs), "the build installs the package"
+    (default,) = [rest for w, rest in _instructions() if w == "ARG" and rest.startswith("EXTRAS")]
+    extras = default.partition("=")[2].split(",")
+    assert set(extras) <= {"redis", "serve"}, "serving extras only, never train or dev"
+    assert "train" not in runs and "[dev]" not in runs
+    pyproject = (REPO / "pyproject.toml").read_text()
+    for extra in ("redis", "serve"):  # the extras the Dockerfile names exist
+        assert re.search(rf"^{extra} = \[", pyproject, re.M), extra
