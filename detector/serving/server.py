@@ -92,7 +92,17 @@ def run_serve(args: argparse.Namespace) -> int:
             configure_logging=False,
         )
     else:
-        ray.init(address=args.address, configure_logging=False)
+        try:
+            ray.init(address=args.address, configure_logging=False)
+        except (ConnectionError, RuntimeError) as exc:
+            # Most often the cluster's token authentication: Ray's own message is buried in
+            # its retries; say what to set.
+            sys.stderr.write(
+                f"deepfake-bot serve: cannot join the Ray cluster at {args.address}: {exc}\n"
+                "  A cluster started with token authentication needs the same here: "
+                "RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN or ~/.ray/auth_token).\n"
+            )
+            return 2
 
     stop = threading.Event()
 
