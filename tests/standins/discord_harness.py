@@ -14,6 +14,7 @@ from bot.core import ModelCard
 from bot.core.detector_port import Detector
 from bot.core.urlfetch import AddressPolicy, UrlFetcher, networks
 from bot.discord_bot import DiscordBot
+from bot.redis_client import SharedRedis
 from bot.runner import Service, build_checks
 from bot.settings import Settings
 
@@ -52,10 +53,12 @@ async def running_discord(
     card: ModelCard | None = None,
     policy: AddressPolicy = LOOPBACK_POLICY,
     on_fatal: Callable[[BaseException], None] | None = None,
+    redis: SharedRedis | None = None,
 ) -> AsyncIterator[Running]:
     """The real adapter and core around ``detector``, connected to the stand-in; stopped in
-    order (intake, in-flight answers, detector) on exit."""
-    checks = build_checks(settings, detector)
+    order (intake, in-flight answers, detector) on exit. With ``redis``, wired as
+    ``deepfake-bot run`` wires ``REDIS_URL``: settings and rate limits in Redis."""
+    checks = build_checks(settings, detector, redis=redis)
     fetcher = UrlFetcher(
         max_bytes=checks.limits.max_image_bytes,
         timeout_s=checks.limits.download_timeout_s,
@@ -67,6 +70,7 @@ async def running_discord(
         card or ModelCard.from_config(FAKE_CONFIG),
         url_fetcher=fetcher,
         on_fatal=on_fatal,
+        redis=redis,
     )
     async with running_service(settings, bot, checks, detector) as service:
         yield Running(service, bot, settings)
