@@ -32,9 +32,18 @@ class SharedRedis:
         await self.client.aclose()
 
 
-async def connect(url: SecretStr, prefix: str, *, timeout_s: float = 5.0) -> SharedRedis:
-    """A connected client (one PING answered within ``timeout_s``), or :class:`RedisUnavailable`
-    with a message that names the fix (never the URL, which may hold a password)."""
+# Redis answers in well under a millisecond; a command that takes a second means it hangs. The
+# bots then carry on without it (fail open), and a Discord interaction still gets its answer
+# within the 3 s Discord allows (a 5 s timeout made a hung Redis cost the admin the reply).
+COMMAND_TIMEOUT_S = 1.0
+
+
+async def connect(
+    url: SecretStr, prefix: str, *, timeout_s: float = COMMAND_TIMEOUT_S
+) -> SharedRedis:
+    """A connected client (one PING answered within ``timeout_s``; every later command and
+    reconnection bounded by it too), or :class:`RedisUnavailable` with a message that names the
+    fix (never the URL, which may hold a password)."""
     try:
         from redis.asyncio import Redis
         from redis.exceptions import RedisError

@@ -18,6 +18,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from pydantic import SecretStr
 
@@ -191,3 +192,46 @@ async def test_a_server_arriving_while_redis_is_gone_keeps_the_settings_read_bef
         server.stop()
         await shared.close()
     assert len(detector.seen) == 1
+
+
+def _redis_process(url: str) -> psutil.Process:
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])  # redis-server retitles itself "... HOST:PORT"
+        if "redis-server" in cmd and (f":{port}" in cmd or f"--port {port}" in cmd):
+            return proc
+    raise AssertionError(f"no redis-server on port {port}")
+
+
+async def test_a_hung_redis_still_lets_the_admin_hear_back_within_discords_deadline(
+    discord_standin: DiscordStandIn,
+    settings_db: Path,
+    redis_dir: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that hangs (paused, not gone) costs each command its timeout, not its answer:
+    the timeout stays below the 3 s Discord allows for the first response, so the admin gets the
+    "not saved" words instead of "the application did not respond"."""
+    s = discord_standin
+    guild = s.add_guild()
+    images = s.channel(guild, "images")
+    server = StoppableRedis(redis_dir)
+    shared = await connect(SecretStr(server.url), "hung:")
+    kwargs = shared.client.connection_pool.connection_kwargs
+    assert kwargs["socket_timeout"] < 3.0 and kwargs["socket_connect_timeout"] < 3.0
+    proc = _redis_process(server.url)
+    try:
+        detector = FakeDetector(lambda data: analysis(0.9))
+        async with running_discord(discord_settings(s, settings_db), detector, redis=shared):
+            proc.suspend()  # SIGSTOP: connections stay open, nothing answers
+            caplog.set_level(logging.WARNING)
+            answer = await _admin(s, images, "threshold", percent=80)
+            assert answer.callback_type == REPLY and answer.ephemeral
+            assert answer.texts == NOT_SAVED
+            assert _warnings(caplog, "bot.discord_bot.commands") == [
+                "the Discord command 'deepfake threshold' could not save: Redis: TimeoutError"
+            ]
+    finally:
+        proc.resume()
+        server.stop()
+        await shared.close()

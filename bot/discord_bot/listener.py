@@ -11,7 +11,7 @@ import logging
 import discord
 
 from bot.discord_bot.checking import Checker, user_key
-from bot.discord_bot.store import SettingsStore
+from bot.discord_bot.store import SettingsStore, SettingsUnavailable
 
 _log = logging.getLogger(__name__)
 
@@ -56,6 +56,8 @@ class Listener:
     async def on_guild_remove(self, guild: discord.Guild) -> None:
         try:
             await self.store.forget_guild(guild.id)
+        except SettingsUnavailable as exc:  # Redis away: an expected outage, not a bug
+            _log.warning("could not forget the settings of a server the bot left: %s", exc)
         except Exception:
             _log.exception("could not forget the settings of a server the bot left")
         else:
@@ -66,5 +68,7 @@ class Listener:
             return
         try:
             await self.store.set_autoscan(channel.guild.id, channel.id, False)
+        except SettingsUnavailable as exc:
+            _log.warning("could not switch off auto-scan for a deleted channel: %s", exc)
         except Exception:
             _log.exception("could not switch off auto-scan for a deleted channel")
