@@ -13,9 +13,14 @@ import numpy.typing as npt
 from detector.config import ModelConfig
 from detector.errors import DetectorError, RemoteModelRefused
 
+# The contract's names (docs/remote-detector.md), shared with the server (detector.serving).
 INPUT_NAME = "faces"
 OUTPUT_NAME = "fake_prob"
+INPUT_DATATYPE = "UINT8"
+OUTPUT_DATATYPE = "FP32"
 CONFIG_PARAMETER = "deepfake_bot_config"
+MAX_FACES_PARAMETER = "max_faces_per_request"
+MAX_BYTES_PARAMETER = "max_request_bytes"
 BINARY_HEADER = "Inference-Header-Content-Length"
 _FLOAT_TYPES = {"FP32": "<f4", "FP64": "<f8", "FP16": "<f2"}
 
@@ -37,7 +42,7 @@ def infer_request(
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers of ``POST /v2/models/{name}/infer`` for ``faces`` ``[N, 3, S, S]``."""
     tensor: dict[str, Any] = {
-        "name": INPUT_NAME, "datatype": "UINT8", "shape": [int(d) for d in faces.shape],
+        "name": INPUT_NAME, "datatype": INPUT_DATATYPE, "shape": [int(d) for d in faces.shape],
     }  # fmt: skip
     head: dict[str, Any] = {"id": request_id, "inputs": [tensor],
                             "outputs": [{"name": OUTPUT_NAME}]}  # fmt: skip
@@ -87,7 +92,7 @@ def read_scores(
     shape = out.get("shape")
     if shape not in ([count], [count, 1]):
         raise BadAnswer(f"{OUTPUT_NAME} shape {shape!r} for {count} crop(s)")
-    datatype = out.get("datatype", "FP32")
+    datatype = out.get("datatype", OUTPUT_DATATYPE)
     params = out.get("parameters") or {}
     try:
         if isinstance(params, dict) and "binary_data_size" in params:
@@ -131,7 +136,7 @@ def model_config(metadata: Any, model: str) -> ModelConfig:
     spec = by_name.get(INPUT_NAME)
     if spec is None:
         raise RemoteModelRefused(f"model {model!r} has no input named {INPUT_NAME!r}")
-    if spec.get("datatype") != "UINT8":
+    if spec.get("datatype") != INPUT_DATATYPE:
         raise RemoteModelRefused(
             f"model {model!r}: input {INPUT_NAME!r} is {spec.get('datatype')!r}, not UINT8"
         )
@@ -159,10 +164,10 @@ def faces_per_request(metadata: Any, input_size: int, *, binary: bool, cap: int)
     params = metadata.get("parameters") if isinstance(metadata, dict) else None
     params = params if isinstance(params, dict) else {}
     n = cap
-    faces = params.get("max_faces_per_request")
+    faces = params.get(MAX_FACES_PARAMETER)
     if isinstance(faces, int) and not isinstance(faces, bool) and faces > 0:
         n = min(n, faces)
-    limit = params.get("max_request_bytes")
+    limit = params.get(MAX_BYTES_PARAMETER)
     if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0:
         per_face = 3 * input_size * input_size * (1 if binary else 4)
         n = min(n, max(1, (limit - _HEADER_ROOM) // per_face))

@@ -24,9 +24,9 @@ from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
 
+from detector.remote.wire import BINARY_HEADER
 from detector.serving.options import ServeOptions
 from detector.serving.protocol import (
-    BINARY_HEADER,
     ModelSpec,
     ProtocolError,
     infer_response,

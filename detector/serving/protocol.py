@@ -15,11 +15,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-INPUT_NAME = "faces"
-OUTPUT_NAME = "fake_prob"
-INPUT_DATATYPE = "UINT8"
-OUTPUT_DATATYPE = "FP32"
-BINARY_HEADER = "Inference-Header-Content-Length"
+from detector.remote.wire import (
+    BINARY_HEADER,
+    CONFIG_PARAMETER,
+    INPUT_DATATYPE,
+    INPUT_NAME,
+    MAX_BYTES_PARAMETER,
+    MAX_FACES_PARAMETER,
+    OUTPUT_DATATYPE,
+    OUTPUT_NAME,
+)
 
 
 class ProtocolError(Exception):
@@ -53,11 +58,11 @@ class ModelSpec:
                         "shape": [-1, 3, size, size]}],
             "outputs": [{"name": OUTPUT_NAME, "datatype": OUTPUT_DATATYPE, "shape": [-1]}],
             "parameters": {
-                "deepfake_bot_config": self.config_json,
+                CONFIG_PARAMETER: self.config_json,
                 "fake_prob": "calibrated",
-                **({"max_faces_per_request": self.max_faces_per_request}
+                **({MAX_FACES_PARAMETER: self.max_faces_per_request}
                    if self.max_faces_per_request else {}),
-                **({"max_request_bytes": self.max_request_bytes}
+                **({MAX_BYTES_PARAMETER: self.max_request_bytes}
                    if self.max_request_bytes else {}),
             },
         }  # fmt: skip
