@@ -5,12 +5,14 @@ scores; a server that is busy or gone reaches a web user as the busy or unavaila
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 
 from bot.core import ModelCard
@@ -19,6 +21,7 @@ from detector.checkpoints import load_classifier
 from detector.model import Classifier, RuntimeOptions
 from detector.pipeline import Pipeline
 from detector.remote import RemoteClassifier, RemoteOptions
+from detector.remote.wire import infer_request
 from detector.service import DetectorService
 
 from .conftest import REPO, SAMPLES
@@ -116,3 +119,28 @@ async def test_a_busy_or_dead_server_reaches_a_web_user(
             assert "127.0.0.1" not in str(error["message"])
     finally:
         remote.close()
+
+
+def test_bench_backends_compares_local_and_remote_on_the_same_weights(
+    server: V2StandIn, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "backends.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.main", "bench-backends", "--quick", "--precision", "fp32",
+         "--threads", "1", "--weights", str(tiny_checkpoint), "--detector-url", server.url,
+         "--server-cores", "1", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=600, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = out.read_text()
+    assert report == proc.stdout.removesuffix("\n")  # print adds a newline
+    gap = float(report.split("remote − local| = **")[1].split("**")[0])
+    assert gap < 1e-4  # the stand-in serves the same tiny weights
+    for row in ("network faces/s, batch 1 |", "network faces/s, batch 32 |", "end to end p50",
+                "images/s, 32 concurrent", "network faces/s per core, batch 32"):
+        assert row in report, row
+    # Binary request sizes depend on the shape alone: the encoder's own size at 64 px.
+    for n in (1, 8):
+        body, _ = infer_request(np.zeros((n, 3, 64, 64), np.uint8), "bench", binary=True)
+        assert f"| {n} | {len(body):,} |" in report
+    assert len(server.infers) > 0 and {s.encoding for s in server.infers} == {"binary"}

@@ -30,7 +30,13 @@ from detector.remote import RemoteOptions
 from detector.remote.wire import infer_request, to_wire
 from detector.scorer import Scorer
 from detector.service import DetectorService, ServiceOptions
-from detector.tools.bench import machine_description, sample_face_crops, scene_jpeg
+from detector.tools.bench import (
+    emit_report,
+    machine_description,
+    sample_face_crops,
+    scene_jpeg,
+    time_calls,
+)
 
 BATCHES = (1, 8, 32)
 
@@ -47,13 +53,9 @@ class Side:
 
 def _faces_per_s(scorer: Scorer, crops: npt.NDArray[np.uint8], batch: int, repeats: int) -> float:
     inputs = np.concatenate([crops] * (batch // len(crops) + 1))[:batch]
-    scorer.predict(inputs)  # warm-up (first call allocates; the remote one opens its connection)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        scorer.predict(inputs)
-        times.append(time.perf_counter() - t0)
-    return batch / statistics.median(times)
+    # One warm-up call: the first allocates, and the remote one opens its connection.
+    times_ms = time_calls(lambda: scorer.predict(inputs), repeats, warmup=1)
+    return batch * 1000.0 / statistics.median(times_ms)
 
 
 async def _end_to_end(pipeline: Pipeline, jpeg: bytes, repeats: int) -> tuple[float, float, float]:
@@ -127,10 +129,7 @@ def run_bench_backends(args: argparse.Namespace) -> int:
     finally:
         remote.close()
     report = render(sides, sizes, gap, local, args, repeats)
-    print(report)  # noqa: T201 - the report is the command's output
-    if args.out is not None:
-        args.out.write_text(report, encoding="utf-8")
-        console.print(f"written to {args.out}")
+    emit_report(report, args.out, console)
     return 0
 
 

@@ -83,7 +83,7 @@ def scene_jpeg(width: int = 1280, height: int = 853) -> bytes:
     return buf.getvalue()
 
 
-def _time_calls(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
+def time_calls(fn: Callable[[], object], repeats: int, warmup: int = 1) -> list[float]:
     for _ in range(warmup):
         fn()
     out = []
@@ -130,8 +130,8 @@ def bench_network(
         net.load_state_dict(state)
         clf = Classifier(net, config, opts)
         single = whole if i == 0 else crops[:1]
-        b1 = statistics.median(_time_calls(functools.partial(clf.predict, single), repeats))
-        b8_runs = _time_calls(functools.partial(clf.predict, batch8), max(1, repeats // 4), 1)
+        b1 = statistics.median(time_calls(functools.partial(clf.predict, single), repeats))
+        b8_runs = time_calls(functools.partial(clf.predict, batch8), max(1, repeats // 4), 1)
         rows.append(Row(name, b1, 8 * 1000.0 / statistics.median(b8_runs)))
         del clf, net
         gc.collect()
@@ -308,11 +308,16 @@ def run_bench(args: argparse.Namespace) -> int:
         gap,
         gap_source,
     )
-    print(report)  # noqa: T201 - the report is the command's output
-    if args.out is not None:
-        args.out.write_text(report, encoding="utf-8")
-        console.print(f"written to {args.out}")
+    emit_report(report, args.out, console)
     return 0
+
+
+def emit_report(report: str, out: Path | None, console: Console) -> None:
+    """The Markdown report on stdout (the command's output) and, with ``out``, in that file."""
+    print(report)  # noqa: T201 - the report is the command's output
+    if out is not None:
+        out.write_text(report, encoding="utf-8")
+        console.print(f"written to {out}")
 
 
 def render_report(
