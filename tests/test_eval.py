@@ -83,3 +83,31 @@ def test_band_shares_count_what_users_see() -> None:
     assert shares == {"real_called_fake": 0.25, "real_uncertain": 0.25,
                       "fake_passed_as_real": 0.25, "fake_uncertain": 0.25}
     assert band_shares(labels[:4], scores[:4], 0.3, 0.7)["fake_passed_as_real"] is None
+
+
+def test_eval_all_real_manifest_reports_false_alarms_and_per_image_scores(
+    tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    # A held-out set of real photos only: AUC is undefined, the run must still report what
+    # users would see (share called fake / uncertain) and each image's P(fake).
+    import csv
+
+    rows = [r for r in csv.DictReader((tiny_set).open()) if r["label"] == "real"]
+    manifest = tiny_set.parent / "reals-only.csv"
+    with manifest.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**r, "split": "heldout"} for r in rows)
+    out = tmp_path / "eval.json"
+    assert main(["eval", str(manifest), "--weights", str(tiny_checkpoint), "--split", "heldout",
+                 "--json", str(out), "--no-robustness", "--cache-dir", str(tmp_path)]) == 0
+    report = json.loads(out.read_text())
+    overall = report["overall"]
+    assert overall["n_fake"] == 0 and overall["auc"] is None
+    assert overall["fake_passed_as_real"] is None
+    assert 0 <= overall["real_called_fake"] + overall["real_uncertain"] <= 1
+    per_image = report["per_image"]
+    assert len(per_image) == overall["n"] == len(rows) - len(report["skipped"])
+    assert {Path(r["path"]).name for r in per_image} | {
+        Path(s["path"]).name for s in report["skipped"]} == {r["path"] for r in rows}
+    assert all(r["label"] == 0 and 0 <= r["p_fake"] <= 1 for r in per_image)

@@ -102,6 +102,7 @@ class EvalResult:
     labels: npt.NDArray[np.int64] = field(repr=False)
     scores: npt.NDArray[np.float64] = field(repr=False)
     sources: list[str] = field(repr=False)
+    paths: list[str] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -114,6 +115,13 @@ class EvalResult:
             "weights": self.weights,
             "model": self.model,
             "fallback_whole_image": self.fallback_whole_image,
+            # Every scored image with its P(fake): on a one-class set (all real, e.g. a held-out
+            # set of photos) AUC is undefined and these, with the band shares, are the result.
+            "per_image": [
+                {"path": p, "source": s, "label": int(y), "p_fake": round(float(v), 4)}
+                for p, s, y, v in zip(self.paths, self.sources, self.labels, self.scores,
+                                      strict=True)
+            ] if self.paths else [],
         }
 
 
@@ -231,6 +239,7 @@ def evaluate(
         labels=labels,
         scores=scores,
         sources=sources,
+        paths=[str(s.path) for s, _ in pairs],
     )
 
 
