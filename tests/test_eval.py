@@ -61,6 +61,7 @@ def test_eval_all_rows(tiny_set: Path, tiny_checkpoint: Path, tmp_path: Path) ->
                  "--json", str(out), "--no-robustness", "--cache-dir", str(tmp_path)]) == 0
     report = json.loads(out.read_text())
     assert report["overall"]["n"] == 48 and report["robustness"] == {}
+    assert "per_image" not in report  # only with --per-image
 
 
 def test_cross_source_auc_exposes_dataset_shortcuts() -> None:
@@ -100,7 +101,8 @@ def test_eval_all_real_manifest_reports_false_alarms_and_per_image_scores(
         w.writerows({**r, "split": "heldout"} for r in rows)
     out = tmp_path / "eval.json"
     assert main(["eval", str(manifest), "--weights", str(tiny_checkpoint), "--split", "heldout",
-                 "--json", str(out), "--no-robustness", "--cache-dir", str(tmp_path)]) == 0
+                 "--json", str(out), "--per-image", "--no-robustness",
+                 "--cache-dir", str(tmp_path)]) == 0
     report = json.loads(out.read_text())
     overall = report["overall"]
     assert overall["n_fake"] == 0 and overall["auc"] is None

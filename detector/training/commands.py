@@ -34,6 +34,8 @@ def add_parsers(sub: Any) -> None:
     ev.add_argument("--json", type=Path, default=None, metavar="OUT", help="write JSON here")
     ev.add_argument("--plots", type=Path, default=None, metavar="DIR",
                     help="write roc.png and reliability.png here")
+    ev.add_argument("--per-image", action="store_true",
+                    help="also list every scored image with its P(fake) in the --json output")
     ev.add_argument("--no-robustness", action="store_true", help="skip JPEG-50/half-res rows")
     ev.add_argument("--cache-dir", type=Path, default=None, help="face-box cache")
     ev.add_argument("--stamp-into", type=Path, default=None, metavar="OUT",
@@ -160,7 +162,7 @@ def _eval(args: argparse.Namespace) -> int:
                       robustness=not args.no_robustness, progress=err.is_terminal)
     print(render_text(result))  # noqa: T201 - the command's output
     if args.json is not None:
-        write_json(result, args.json)
+        write_json(result, args.json, per_image=args.per_image)
     if args.plots is not None:
         for path in write_plots(result, args.plots):
             err.print(f"wrote {path}")

@@ -104,8 +104,8 @@ class EvalResult:
     sources: list[str] = field(repr=False)
     paths: list[str] = field(default_factory=list, repr=False)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, per_image: bool = False) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "overall": self.overall,
             "by_source": self.by_source,
             "skipped": self.skipped,
@@ -115,14 +115,16 @@ class EvalResult:
             "weights": self.weights,
             "model": self.model,
             "fallback_whole_image": self.fallback_whole_image,
-            # Every scored image with its P(fake): on a one-class set (all real, e.g. a held-out
-            # set of photos) AUC is undefined and these, with the band shares, are the result.
-            "per_image": [
+        }
+        if per_image:
+            # Every scored image with its P(fake): on a one-class set (all real, e.g. the
+            # held-out photos) AUC is undefined and these, with the band shares, are the result.
+            out["per_image"] = [
                 {"path": p, "source": s, "label": int(y), "p_fake": round(float(v), 4)}
                 for p, s, y, v in zip(self.paths, self.sources, self.labels, self.scores,
                                       strict=True)
-            ] if self.paths else [],
-        }
+            ]
+        return out
 
 
 def _none_if_nan(v: float) -> float | None:
@@ -336,8 +338,8 @@ def render_text(result: EvalResult) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: EvalResult, path: Path) -> None:
-    path.write_text(json.dumps(result.to_json(), indent=2), encoding="utf-8")
+def write_json(result: EvalResult, path: Path, per_image: bool = False) -> None:
+    path.write_text(json.dumps(result.to_json(per_image), indent=2), encoding="utf-8")
 
 
 def card_figures(result: EvalResult) -> dict[str, str]:
