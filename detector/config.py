@@ -38,6 +38,8 @@ class Band(StrEnum):
             Band.FAKE: "Likely manipulated",
         }[self]
 
+MAX_MEMBERS = 8  # networks in one ensemble file; each costs a full forward pass per face
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -69,6 +71,9 @@ class ModelConfig:
     # (``deepfake-bot calibrate`` and the trainer's own); None when never measured. ``auto``
     # precision uses bf16 only for weights whose measured gap is within the project's bound.
     bf16_max_dp: float | None = None
+    # Networks averaged by ``detector.ensemble.LogitEnsemble`` (1: a single network). Older
+    # readers refuse a file with this field instead of loading half of it.
+    members: int = 1
 
     def __post_init__(self) -> None:
         low, high = self.thresholds
@@ -90,6 +95,8 @@ class ModelConfig:
             math.isfinite(self.bf16_max_dp) and 0.0 <= self.bf16_max_dp <= 1.0
         ):
             raise ValueError(f"bf16_max_dp must be in [0, 1], got {self.bf16_max_dp}")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise ValueError(f"members must be 1..{MAX_MEMBERS}, got {self.members}")
 
     def band(self, p_fake: float) -> Band:
         low, high = self.thresholds

@@ -36,6 +36,7 @@ from detector.checkpoints.registry import (
     sha256_file,
 )
 from detector.config import FAMILY_CONFIGS, ModelConfig
+from detector.ensemble import LogitEnsemble, member_key, split_member_keys
 from detector.errors import (
     CheckpointError,
     NotADetector,
@@ -145,9 +146,18 @@ def load_checkpoint(
     try:
         raw = _read_checkpoint(file)
         flat = unwrap_state_dict(raw.payload)
-        weights = canonicalize_state_dict(flat)
+        stored = _stored_config(raw)
+        if stored is not None and stored.members > 1:
+            weights, module = _ensemble(flat, stored.members)
+        else:
+            weights = canonicalize_state_dict(flat)
+            module = build_canonical_module(weights)
         config = _choose_config(raw, weights, name, family, known, listed)
-        module = build_canonical_module(weights)
+        if config.members != stored_members(stored):
+            raise UnsupportedCheckpoint(
+                f"family {config.family!r} describes {config.members} network(s), the file "
+                f"holds {stored_members(stored)}"
+            )
     except CheckpointError as exc:
         raise type(exc)(f"{name}: {exc}") from exc
     except (RuntimeError, ValueError, OSError, EOFError) as exc:
@@ -174,6 +184,31 @@ def load_classifier(
     """:func:`load_checkpoint` wrapped in a ready-to-run :class:`~detector.model.Classifier`."""
     loaded = load_checkpoint(path, family=family, expected_sha256=expected_sha256)
     return Classifier(loaded.module, loaded.config, options, sha256=loaded.sha256)
+
+
+def stored_members(stored: ModelConfig | None) -> int:
+    return stored.members if stored is not None else 1
+
+
+def _ensemble(flat: dict[str, torch.Tensor], count: int) -> tuple[CanonicalWeights, nn.Module]:
+    """An ensemble file's members, each strictly loaded from its own canonical keys (no
+    family prefix or wrapper: only our own format holds ensembles). Returns the first
+    member's weights (the head every member shares) and the :class:`LogitEnsemble`."""
+    try:
+        parts = split_member_keys(flat, count)
+    except ValueError as exc:
+        raise UnsupportedCheckpoint(str(exc)) from None
+    members, first = [], None
+    for i, part in enumerate(parts):
+        weights = canonicalize_state_dict(part)
+        if weights.prefix is not None or weights.wrappers or weights.dropped:
+            raise UnsupportedCheckpoint(f"ensemble member {i} is not in canonical key names")
+        if first is not None and weights.num_classes != first.num_classes:
+            raise UnsupportedCheckpoint("ensemble members have different heads")
+        first = first or weights
+        members.append(build_canonical_module(weights))
+    assert first is not None  # count > 1 and split_member_keys gave every member keys
+    return first, LogitEnsemble(members).eval()
 
 
 def _stored_config(raw: RawCheckpoint) -> ModelConfig | None:
@@ -287,17 +322,22 @@ def save_checkpoint(
 
     if dtype not in SAVE_DTYPES:
         raise ValueError(f"unsupported storage dtype {dtype}; use one of {SAVE_DTYPES}")
-    weights = canonicalize_state_dict(module.state_dict())
-    if weights.num_classes == 1000:
-        raise NotADetector("refusing to save an ImageNet classifier as a detector")
-    if weights.num_classes != config.num_classes:
-        raise ValueError(
-            f"config expects {config.num_classes} output(s), the module has {weights.num_classes}"
-        )
-    tensors = {
-        key: (t.to(dtype) if t.is_floating_point() else t).contiguous().clone()
-        for key, t in weights.state_dict.items()
-    }
+    members = list(module.members) if isinstance(module, LogitEnsemble) else [module]
+    if config.members != len(members):
+        raise ValueError(f"config says {config.members} network(s), the module has {len(members)}")
+    tensors: dict[str, torch.Tensor] = {}
+    for i, member in enumerate(members):
+        weights = canonicalize_state_dict(member.state_dict())
+        if weights.num_classes == 1000:
+            raise NotADetector("refusing to save an ImageNet classifier as a detector")
+        if weights.num_classes != config.num_classes:
+            raise ValueError(
+                f"config expects {config.num_classes} output(s), the module has "
+                f"{weights.num_classes}"
+            )
+        for key, t in weights.state_dict.items():
+            name = member_key(i, key) if len(members) > 1 else key
+            tensors[name] = (t.to(dtype) if t.is_floating_point() else t).contiguous().clone()
     metadata = {FORMAT_KEY: OWN_FORMAT, CONFIG_KEY: config.to_json()}
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import functools
 import gc
 import io
@@ -34,6 +35,7 @@ from rich.progress import Progress
 
 from detector.commands import classifier_from_args
 from detector.config import ModelConfig
+from detector.ensemble import LogitEnsemble
 from detector.errors import CheckpointError, DetectorError
 from detector.factory import available_cores, build_pipeline, runtime_options
 from detector.model import BF16_TOLERANCE, Classifier, RuntimeOptions, build_xception
@@ -114,7 +116,7 @@ VARIANTS = [
 
 
 def bench_network(
-    state: dict[str, torch.Tensor],
+    module: torch.nn.Module,
     config: ModelConfig,
     image: npt.NDArray[np.uint8],
     crops: npt.NDArray[np.uint8],
@@ -126,8 +128,7 @@ def bench_network(
     whole = full_frame(image, config)[None]
     batch8 = np.concatenate([crops] * (8 // len(crops) + 1))[:8]
     for i, (name, opts) in enumerate(VARIANTS):
-        net = build_xception(config.num_classes)
-        net.load_state_dict(state)
+        net = copy.deepcopy(module)  # a fresh copy per variant: each converts its own layout
         clf = Classifier(net, config, opts)
         single = whole if i == 0 else crops[:1]
         b1 = statistics.median(time_calls(functools.partial(clf.predict, single), repeats))
@@ -139,14 +140,12 @@ def bench_network(
 
 
 def precision_gap(
-    state: dict[str, torch.Tensor], config: ModelConfig, crops: npt.NDArray[np.uint8]
+    module: torch.nn.Module, config: ModelConfig, crops: npt.NDArray[np.uint8]
 ) -> float:
     """Largest |P(fake) bf16+channels_last − P(fake) fp32| over the given face crops."""
     out = []
     for opts in (RuntimeOptions("fp32", False), RuntimeOptions("bf16", True)):
-        net = build_xception(config.num_classes)
-        net.load_state_dict(state)
-        clf = Classifier(net, config, opts)
+        clf = Classifier(copy.deepcopy(module), config, opts)
         out.append(
             np.concatenate([clf.predict(crops[i : i + 32]) for i in range(0, len(crops), 32)])
         )
@@ -195,6 +194,38 @@ def manifest_face_crops(
     return load_inputs(pairs[:limit], config.input_size, config.interpolation)
 
 
+async def _latencies(service: DetectorService, jpeg: bytes, repeats: int) -> list[float]:
+    """Milliseconds per analysis, one at a time, after a short warm-up."""
+    for _ in range(min(3, repeats)):
+        await service.analyze(jpeg)
+    lat = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        await service.analyze(jpeg)
+        lat.append((time.perf_counter() - t0) * 1000.0)
+    return lat
+
+
+async def _one_member_figures(
+    classifier: Classifier, jpeg: bytes, crops: npt.NDArray[np.uint8], repeats: int
+) -> dict[str, float]:
+    """An ensemble's first member served alone, same options: what the extra members cost."""
+    module = classifier.module
+    assert isinstance(module, LogitEnsemble)
+    out: dict[str, float] = {}
+    for name, clf in (
+        ("member", Classifier(copy.deepcopy(module.members[0]),
+                              classifier.config.replace(members=1), classifier.options)),
+        ("ensemble", classifier),
+    ):  # fmt: skip
+        out[f"{name}_ms_b1"] = statistics.median(
+            time_calls(functools.partial(clf.predict, crops[:1]), repeats)
+        )
+        async with DetectorService(build_pipeline(clf), ServiceOptions()) as service:
+            out[f"{name}_p50"] = _pct(await _latencies(service, jpeg, repeats), 50)
+    return out
+
+
 async def _service_figures(
     pipeline: Pipeline,
     jpeg: bytes,
@@ -205,13 +236,7 @@ async def _service_figures(
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     async with DetectorService(pipeline, ServiceOptions(max_pending=concurrent * 2)) as service:
-        for _ in range(min(3, repeats)):
-            await service.analyze(jpeg)
-        lat = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            await service.analyze(jpeg)
-            lat.append((time.perf_counter() - t0) * 1000.0)
+        lat = await _latencies(service, jpeg, repeats)
         out["e2e_p50"] = _pct(lat, 50)
         out["e2e_p95"] = _pct(lat, 95)
         out["sequential_ips"] = 1000.0 / statistics.mean(lat)
@@ -271,7 +296,7 @@ def run_bench(args: argparse.Namespace) -> int:
     jpeg = scene_jpeg()
     pipeline = build_pipeline(classifier)
     prepared = pipeline.prepare(jpeg)
-    state = {k: v.clone() for k, v in classifier.module.state_dict().items()}
+    module = classifier.module
     config = classifier.config
     sizes = sorted({config.input_size, 299})
     with Progress(console=console, transient=True) as progress:
@@ -282,7 +307,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for size in sizes:
             cfg = config.replace(input_size=size)
             crops = np.stack([face_crop(prepared.rgb, b, cfg)[0] for b in prepared.boxes])
-            networks[size] = bench_network(state, cfg, prepared.rgb, crops, repeats)
+            networks[size] = bench_network(module, cfg, prepared.rgb, crops, repeats)
         gap = None
         gap_source = ""
         if trained:
@@ -292,8 +317,14 @@ def run_bench(args: argparse.Namespace) -> int:
             else:
                 faces = sample_face_crops(pipeline)
                 gap_source = f"{len(faces)} variants of the sample face"
-            gap = precision_gap(state, config, faces)
+            gap = precision_gap(module, config, faces)
         progress.remove_task(task)
+        members: dict[str, float] = {}
+        if isinstance(module, LogitEnsemble):
+            task = progress.add_task("ensemble against one member", total=None)
+            crops = np.stack([face_crop(prepared.rgb, b, config)[0] for b in prepared.boxes])
+            members = asyncio.run(_one_member_figures(classifier, jpeg, crops, repeats))
+            progress.remove_task(task)
 
     report = render_report(
         networks,
@@ -307,6 +338,7 @@ def run_bench(args: argparse.Namespace) -> int:
         args.quick,
         gap,
         gap_source,
+        members,
     )
     emit_report(report, args.out, console)
     return 0
@@ -332,6 +364,7 @@ def render_report(
     quick: bool,
     gap: float | None,
     gap_source: str,
+    members: dict[str, float] | None = None,
 ) -> str:
     cfg = classifier.config
     lines = [
@@ -370,6 +403,21 @@ def render_report(
         lines += [
             f"Stamped into the weights at calibration: largest |ΔP(fake)| = {cfg.bf16_max_dp:.4f}"
             f" over the calibration faces (`auto` uses bf16 only up to {BF16_TOLERANCE}).",
+            "",
+        ]
+    if members:
+        n = cfg.members
+        lines += [
+            f"### Ensemble of {n} against its first member alone (same precision and layout)",
+            "",
+            "| figure | one member | ensemble | ensemble / member |",
+            "|---|---:|---:|---:|",
+            f"| network, batch 1 (ms/face) | {members['member_ms_b1']:.1f} | "
+            f"{members['ensemble_ms_b1']:.1f} | "
+            f"{members['ensemble_ms_b1'] / members['member_ms_b1']:.2f}x |",
+            f"| end to end p50 (ms) | {members['member_p50']:.0f} | "
+            f"{members['ensemble_p50']:.0f} | "
+            f"{members['ensemble_p50'] / members['member_p50']:.2f}x |",
             "",
         ]
     soak_curve = ", ".join(

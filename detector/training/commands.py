@@ -56,6 +56,13 @@ def add_parsers(sub: Any) -> None:
     cal.add_argument("--cache-dir", type=Path, default=None)
     cal.set_defaults(handler=_needs_extra(_calibrate))
 
+    ens = sub.add_parser("ensemble", help="average several trained checkpoints' logits in one "
+                         "weights file (then run calibrate on it)")
+    ens.add_argument("weights", type=Path, nargs="+", help="2 to 8 checkpoints fed alike")
+    ens.add_argument("--out", type=Path, required=True, help="output .safetensors")
+    ens.add_argument("--name", default=None, help="model name shown to users")
+    ens.set_defaults(handler=_needs_extra(_ensemble))
+
     imp = sub.add_parser("import-keras-xception", help="convert a Keras 3 Xception archive "
                          "(ImageNet weights) into a backbone for train --init")
     imp.add_argument("keras_file", type=Path, help="a .keras archive holding an Xception")
@@ -190,6 +197,19 @@ def _calibrate(args: argparse.Namespace) -> int:
     except (CheckpointError, ValueError, OSError) as exc:
         return _fail(exc)
     print(json.dumps({"out": str(out), **report}, indent=2))  # noqa: T201 - the command's output
+    return 0
+
+
+def _ensemble(args: argparse.Namespace) -> int:
+    from detector.errors import CheckpointError
+    from detector.training.ensemble_build import build_ensemble
+
+    try:
+        digest = build_ensemble(args.weights, args.out, args.name)
+    except (CheckpointError, ValueError, OSError) as exc:
+        return _fail(exc)
+    print(json.dumps({"out": str(args.out), "sha256": digest,  # noqa: T201 - the output
+                      "members": len(args.weights), "calibrated": False}, indent=2))
     return 0
 
 

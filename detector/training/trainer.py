@@ -264,6 +264,8 @@ class Trainer:
         loaded = load_checkpoint(path, family=self.opts.init_family)
         cfg = loaded.config
         needs = []
+        if cfg.members != 1:
+            needs.append("a single network (this file is an ensemble; fine-tune a member)")
         if cfg.num_classes != 2 or cfg.head != "softmax" or cfg.fake_index != 1:
             needs.append("a two-class softmax head with 'fake' at index 1")
         if cfg.crop_mode != "face":
