@@ -43,7 +43,9 @@ def test_ensemble_scores_the_mean_logit_of_its_members(tmp_path: Path) -> None:
     assert isinstance(loaded.module, LogitEnsemble) and len(loaded.module.members) == 3
     assert loaded.config.members == 3 and loaded.config.name == "trio"
     assert loaded.config.input_size == TINY_CONFIG.input_size
-    assert len(loaded.config.extra) == 3  # every member named with its sha256
+    assert loaded.config.extra == {}  # extra holds measured figures; none yet
+    for path in (a, b, c):  # the description names every member by its sha256
+        assert load_checkpoint(path).sha256[:12] in loaded.config.description
 
     fp32 = RuntimeOptions(precision="fp32")
     members = [Classifier(load_checkpoint(p).module, ModelConfig(input_size=64), fp32)

@@ -46,14 +46,13 @@ def build_ensemble(weights: Sequence[Path], out: Path, name: str | None = None) 
                 f"{path.name} is fed differently from {weights[0].name} ({', '.join(differs)}); "
                 "ensemble members must share their preprocessing"
             )
-    listing = "; ".join(f"{i.config.name} (sha256 {i.sha256[:12]})" for i in loaded)
+    # The description names the members (``extra`` is for measured figures: /about lists it)
+    listing = ", ".join(i.sha256[:12] for i in loaded)
     config = ModelConfig(
         **{f: getattr(first, f) for f in _FED_ALIKE},
         name=name or f"ensemble of {len(loaded)}: {first.name}",
         family=first.family,
-        description=f"mean logit of {len(loaded)} networks: {listing}",
-        extra={f"member {k}": f"{i.config.name}, sha256 {i.sha256[:16]}"
-               for k, i in enumerate(loaded)},
+        description=f"the mean logit of {len(loaded)} networks (sha256 {listing})",
         members=len(loaded),
     )
     module = LogitEnsemble([item.module for item in loaded])
