@@ -153,10 +153,10 @@ def load_checkpoint(
             weights = canonicalize_state_dict(flat)
             module = build_canonical_module(weights)
         config = _choose_config(raw, weights, name, family, known, listed)
-        if config.members != stored_members(stored):
+        if config.members != _stored_members(stored):
             raise UnsupportedCheckpoint(
                 f"family {config.family!r} describes {config.members} network(s), the file "
-                f"holds {stored_members(stored)}"
+                f"holds {_stored_members(stored)}"
             )
     except CheckpointError as exc:
         raise type(exc)(f"{name}: {exc}") from exc
@@ -186,7 +186,7 @@ def load_classifier(
     return Classifier(loaded.module, loaded.config, options, sha256=loaded.sha256)
 
 
-def stored_members(stored: ModelConfig | None) -> int:
+def _stored_members(stored: ModelConfig | None) -> int:
     return stored.members if stored is not None else 1
 
 
