@@ -48,6 +48,9 @@ async def test_one_claim_wins_and_done_drops_later_copies() -> None:
 async def test_concurrent_claims_of_one_update_grant_exactly_one() -> None:
     stores = replicas(4)
     tasks = [asyncio.create_task(s.claim(42)) for s in stores]
+    # Wait for the first claim to settle (no fixed delay: a loaded machine may take longer),
+    # then give the others time to go wrong: they must keep waiting on the winner.
+    await asyncio.wait(tasks, timeout=10, return_when=asyncio.FIRST_COMPLETED)
     await asyncio.sleep(0.1)
     finished = [(s, t.result()) for s, t in zip(stores, tasks, strict=True) if t.done()]
     assert len(finished) == 1 and finished[0][1] is True  # the others wait on the winner
