@@ -32,6 +32,7 @@ from detector.scorer import Scorer
 from detector.service import DetectorService, ServiceOptions
 from detector.tools.bench import (
     emit_report,
+    latencies,
     machine_description,
     sample_face_crops,
     scene_jpeg,
@@ -60,13 +61,7 @@ def _faces_per_s(scorer: Scorer, crops: npt.NDArray[np.uint8], batch: int, repea
 
 async def _end_to_end(pipeline: Pipeline, jpeg: bytes, repeats: int) -> tuple[float, float, float]:
     async with DetectorService(pipeline, ServiceOptions(max_pending=64)) as service:
-        for _ in range(2):
-            await service.analyze(jpeg)
-        lat = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            await service.analyze(jpeg)
-            lat.append((time.perf_counter() - t0) * 1000.0)
+        lat = await latencies(service, jpeg, repeats, warmup=2)
         n = max(32, repeats)
         sem = asyncio.Semaphore(32)
 

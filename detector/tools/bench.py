@@ -194,9 +194,11 @@ def manifest_face_crops(
     return load_inputs(pairs[:limit], config.input_size, config.interpolation)
 
 
-async def _latencies(service: DetectorService, jpeg: bytes, repeats: int) -> list[float]:
-    """Milliseconds per analysis, one at a time, after a short warm-up."""
-    for _ in range(min(3, repeats)):
+async def latencies(
+    service: DetectorService, jpeg: bytes, repeats: int, warmup: int = 3
+) -> list[float]:
+    """Milliseconds per analysis, one at a time, after ``warmup`` (at most ``repeats``) calls."""
+    for _ in range(min(warmup, repeats)):
         await service.analyze(jpeg)
     lat = []
     for _ in range(repeats):
@@ -222,7 +224,7 @@ async def _one_member_figures(
             time_calls(functools.partial(clf.predict, crops[:1]), repeats)
         )
         async with DetectorService(build_pipeline(clf), ServiceOptions()) as service:
-            out[f"{name}_p50"] = _pct(await _latencies(service, jpeg, repeats), 50)
+            out[f"{name}_p50"] = _pct(await latencies(service, jpeg, repeats), 50)
     return out
 
 
@@ -236,7 +238,7 @@ async def _service_figures(
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     async with DetectorService(pipeline, ServiceOptions(max_pending=concurrent * 2)) as service:
-        lat = await _latencies(service, jpeg, repeats)
+        lat = await latencies(service, jpeg, repeats)
         out["e2e_p50"] = _pct(lat, 50)
         out["e2e_p95"] = _pct(lat, 95)
         out["sequential_ips"] = 1000.0 / statistics.mean(lat)
