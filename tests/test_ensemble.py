@@ -158,3 +158,34 @@ def test_an_ensemble_is_calibrated_checked_and_refused_as_a_fine_tuning_start(
                                    init=calibrated, cache_dir=cache, progress=False))
     with pytest.raises(ValueError, match="ensemble"):
         trainer.build()
+
+    # ... but a member taken out of it is a single network that fine-tunes
+    member = tmp_path / "member1.safetensors"
+    assert main(["ensemble-member", str(calibrated), "1", "--out", str(member)]) == 0
+    single = load_checkpoint(member)
+    assert single.config.members == 1 and not isinstance(single.module, LogitEnsemble)
+    assert single.config.temperature == 1.0  # the ensemble's calibration is not the member's
+    stored = loaded.module.members[1].state_dict()
+    for key, value in single.module.state_dict().items():
+        torch.testing.assert_close(value, stored[key], rtol=0, atol=0)
+    Trainer(TrainOptions(manifest=tiny_set, out=tmp_path / "ft1", input_size=64, init=member,
+                         cache_dir=cache, progress=False)).build()
+
+
+def test_ensemble_member_refuses_what_it_cannot_take_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a, b = _member(tmp_path, 1), _member(tmp_path, 2)
+    ens = tmp_path / "ens.safetensors"
+    build_ensemble([a, b], ens)
+    out = tmp_path / "out.safetensors"
+    assert main(["ensemble-member", str(ens), "2", "--out", str(out)]) != 0
+    assert "members 0 to 1" in capsys.readouterr().err
+    assert main(["ensemble-member", str(a), "0", "--out", str(out)]) != 0
+    assert "single network" in capsys.readouterr().err
+    assert not out.exists()
+    # the members come out with exactly the tensors they went in with
+    assert main(["ensemble-member", str(ens), "0", "--out", str(out)]) == 0
+    got, want = load_checkpoint(out).module.state_dict(), load_checkpoint(a).module.state_dict()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0)

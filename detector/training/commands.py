@@ -63,6 +63,13 @@ def add_parsers(sub: Any) -> None:
     ens.add_argument("--name", default=None, help="model name shown to users")
     ens.set_defaults(handler=_needs_extra(_ensemble))
 
+    mem = sub.add_parser("ensemble-member", help="write one member of an ensemble file as a "
+                         "single network (to fine-tune it, or measure it alone)")
+    mem.add_argument("weights", type=Path, help="an ensemble .safetensors")
+    mem.add_argument("index", type=int, help="which member, from 0")
+    mem.add_argument("--out", type=Path, required=True, help="output .safetensors")
+    mem.set_defaults(handler=_needs_extra(_ensemble_member))
+
     imp = sub.add_parser("import-keras-xception", help="convert a Keras 3 Xception archive "
                          "(ImageNet weights) into a backbone for train --init")
     imp.add_argument("keras_file", type=Path, help="a .keras archive holding an Xception")
@@ -210,6 +217,19 @@ def _ensemble(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(json.dumps({"out": str(args.out), "sha256": digest,  # noqa: T201 - the output
                       "members": len(args.weights), "calibrated": False}, indent=2))
+    return 0
+
+
+def _ensemble_member(args: argparse.Namespace) -> int:
+    from detector.errors import CheckpointError
+    from detector.training.ensemble_build import extract_member
+
+    try:
+        digest = extract_member(args.weights, args.index, args.out)
+    except (CheckpointError, ValueError, OSError) as exc:
+        return _fail(exc)
+    print(json.dumps({"out": str(args.out), "sha256": digest,  # noqa: T201 - the output
+                      "member": args.index, "calibrated": False}, indent=2))
     return 0
 
 

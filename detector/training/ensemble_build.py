@@ -1,4 +1,5 @@
-"""``deepfake-bot ensemble``: several trained checkpoints into one ensemble file.
+"""``deepfake-bot ensemble``: several trained checkpoints into one ensemble file, and
+``deepfake-bot ensemble-member``: one member back out of it (to fine-tune or measure alone).
 
 The members must be fed alike (same input size, normalisation, crop and head); only their
 calibration may differ, and it is dropped: the ensemble's mean logit needs its own, so the
@@ -61,4 +62,26 @@ def build_ensemble(weights: Sequence[Path], out: Path, name: str | None = None) 
         "%s is not calibrated yet: run `deepfake-bot calibrate MANIFEST --weights %s --out ...`",
         out.name, out,
     )  # fmt: skip
+    return digest
+
+
+def extract_member(weights: Path, index: int, out: Path) -> str:
+    """Write member ``index`` of the ensemble ``weights`` to ``out`` as a single network (fp16,
+    tensors exactly as stored); returns its sha256. The ensemble's calibration belongs to the
+    mean logit, not to one member, so the member gets the uncalibrated defaults."""
+    loaded = load_checkpoint(weights)
+    cfg = loaded.config
+    if cfg.members == 1 or not isinstance(loaded.module, LogitEnsemble):
+        raise ValueError(f"{weights.name} is a single network, not an ensemble")
+    if not 0 <= index < cfg.members:
+        raise ValueError(f"{weights.name} has members 0 to {cfg.members - 1}, not {index}")
+    config = ModelConfig(
+        **{f: getattr(cfg, f) for f in _FED_ALIKE},
+        name=f"member {index} of {cfg.name}",
+        family=cfg.family,
+        description=f"network {index} of {cfg.members} in {weights.name} "
+        f"(sha256 {loaded.sha256[:12]})",
+    )
+    digest = save_checkpoint(loaded.module.members[index], config, out, dtype=torch.float16)
+    _log.warning("%s is not calibrated: its ensemble's calibration does not apply to it", out.name)
     return digest

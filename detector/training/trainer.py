@@ -265,7 +265,10 @@ class Trainer:
         cfg = loaded.config
         needs = []
         if cfg.members != 1:
-            needs.append("a single network (this file is an ensemble; fine-tune a member)")
+            needs.append(
+                "a single network (this file is an ensemble: take a member out with "
+                "`deepfake-bot ensemble-member`)"
+            )
         if cfg.num_classes != 2 or cfg.head != "softmax" or cfg.fake_index != 1:
             needs.append("a two-class softmax head with 'fake' at index 1")
         if cfg.crop_mode != "face":
