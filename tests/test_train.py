@@ -81,6 +81,7 @@ def test_train_resume_and_calibrate(tiny_set: Path, tmp_path: Path) -> None:
     assert loaded.config.thresholds == (pytest.approx(cal["low"]), pytest.approx(cal["high"]))
     assert 0.0 <= cal["ece"] <= 1.0
     assert "ece_heldout" in cal  # NaN allowed: tiny folds may lack a class
+    assert "fpr_at_high_heldout" in cal and "fnr_at_low_heldout" in cal  # the same
 
 
 def test_region_cache_survives_a_torn_line(tiny_set: Path, tmp_path: Path) -> None:
