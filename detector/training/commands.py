@@ -9,6 +9,7 @@ import importlib.util
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -194,43 +195,46 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _calibrate(args: argparse.Namespace) -> int:
+def _json_result(action: Callable[[], dict[str, object]]) -> int:
+    """Run a weights-writing command: its result as JSON on stdout, or bad input (a checkpoint
+    that cannot be used, a wrong argument, a file that cannot be written) as one error line."""
     from detector.errors import CheckpointError
-    from detector.training.calibration import run_calibration
 
     try:
-        out, report = run_calibration(args.weights, args.manifest, args.out, args.split,
-                                      args.family, args.cache_dir, args.name)
+        result = action()
     except (CheckpointError, ValueError, OSError) as exc:
         return _fail(exc)
-    print(json.dumps({"out": str(out), **report}, indent=2))  # noqa: T201 - the command's output
+    print(json.dumps(result, indent=2))  # noqa: T201 - the command's output
     return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from detector.training.calibration import run_calibration
+
+    def action() -> dict[str, object]:
+        out, report = run_calibration(args.weights, args.manifest, args.out, args.split,
+                                      args.family, args.cache_dir, args.name)
+        return {"out": str(out), **report}
+
+    return _json_result(action)
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    from detector.errors import CheckpointError
     from detector.training.ensemble_build import build_ensemble
 
-    try:
-        digest = build_ensemble(args.weights, args.out, args.name)
-    except (CheckpointError, ValueError, OSError) as exc:
-        return _fail(exc)
-    print(json.dumps({"out": str(args.out), "sha256": digest,  # noqa: T201 - the output
-                      "members": len(args.weights), "calibrated": False}, indent=2))
-    return 0
+    return _json_result(lambda: {
+        "out": str(args.out), "sha256": build_ensemble(args.weights, args.out, args.name),
+        "members": len(args.weights), "calibrated": False,
+    })  # fmt: skip
 
 
 def _ensemble_member(args: argparse.Namespace) -> int:
-    from detector.errors import CheckpointError
     from detector.training.ensemble_build import extract_member
 
-    try:
-        digest = extract_member(args.weights, args.index, args.out)
-    except (CheckpointError, ValueError, OSError) as exc:
-        return _fail(exc)
-    print(json.dumps({"out": str(args.out), "sha256": digest,  # noqa: T201 - the output
-                      "member": args.index, "calibrated": False}, indent=2))
-    return 0
+    return _json_result(lambda: {
+        "out": str(args.out), "sha256": extract_member(args.weights, args.index, args.out),
+        "member": args.index, "calibrated": False,
+    })  # fmt: skip
 
 
 def _train(args: argparse.Namespace) -> int:
