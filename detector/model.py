@@ -132,9 +132,11 @@ class Classifier:
         module = module.to(device)
         if self.options.channels_last:
             module = module.to(memory_format=torch.channels_last)
-            # The conv weights were copied into the new layout: hand the old copies' pages back
-            # (glibc keeps them otherwise; about 100 MB for the 3-network v3).
-            release_free_memory()
+        # What loading left behind (the file's tensors, the modules' random initial weights)
+        # and the old layout's copies are garbage now, but glibc keeps their pages: hand them
+        # back once, here, where every served model passes (v3: RSS after loading 912 -> 777 MB
+        # in bench; scripts/rss_load.py shows the part loading alone leaves).
+        release_free_memory()
         self.module = module
         self._device = device
         self._mean = torch.tensor(config.mean, dtype=torch.float32, device=device)

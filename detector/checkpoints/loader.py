@@ -43,7 +43,6 @@ from detector.errors import (
     UnsupportedCheckpoint,
     WeightsNotInstalled,
 )
-from detector.memory import release_free_memory
 from detector.model import Classifier, RuntimeOptions
 
 _log = logging.getLogger(__name__)
@@ -163,22 +162,16 @@ def load_checkpoint(
         raise type(exc)(f"{name}: {exc}") from exc
     except (RuntimeError, ValueError, OSError, EOFError) as exc:
         raise UnsupportedCheckpoint(f"{name}: could not be read ({exc})") from exc
-    # The file's tensors and the modules' random initial weights are garbage now; glibc keeps
-    # their pages (measured on the 3-network v3: RSS 786-866 MB after loading, a steady 759
-    # after this trim, scripts/rss_load.py). Drop the references first, then trim.
-    container, kind = raw.container, raw.kind
-    del raw, flat
-    release_free_memory()
     _log.info(
         "loaded %s: %s %s, family %s, %d output(s), sha256 %s",
         name,
-        container,
-        kind,
+        raw.container,
+        raw.kind,
         config.family,
         weights.num_classes,
         digest[:16],
     )
-    return LoadedCheckpoint(module, config, config.family, digest, file, container)
+    return LoadedCheckpoint(module, config, config.family, digest, file, raw.container)
 
 
 def load_classifier(
